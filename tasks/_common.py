@@ -1,17 +1,21 @@
-"""What every task shares: loading settings, host selection flags, exit codes.
+"""What every task shares: loading settings and the inventory, running steps, exit codes.
 
 Tasks stay thin: parse flags, load Settings, call coursehub, print the summary.
-Library errors become exit codes only here.
+Library errors become exit codes only here: 2 for bad input (vars.yml,
+hosts.yml, flags), 1 when a host failed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from invoke import Exit
 
 if TYPE_CHECKING:
+    from coursehub.inventory import Inventory
     from coursehub.settings import Settings
+    from coursehub.steps import Step
 
 # help= texts shared by every task that touches hosts
 HOST_FLAGS = {
@@ -30,6 +34,44 @@ def settings() -> Settings:
         return load()
     except SettingsError as e:
         raise Exit(str(e), code=2) from None
+
+
+def inventory() -> Inventory:
+    """Load inventory/hosts.yml, or stop with its one-line error and exit code 2."""
+    from coursehub import inventory as inv_mod
+    from coursehub.settings import inventory_dir
+
+    try:
+        return inv_mod.load(inventory_dir())
+    except inv_mod.InventoryError as e:
+        raise Exit(str(e), code=2) from None
+
+
+def run_steps(
+    task: str,
+    build: Callable[[Settings, Inventory], Sequence[Step]],
+    hosts: str = "",
+    role: str = "",
+    parallel: int = 0,
+    dry_run: bool = False,
+) -> None:
+    """Validate everything, then run the steps on the selected hosts; exit 1 if any host failed."""
+    from coursehub import fleet
+    from coursehub.inventory import InventoryError
+
+    s = settings()
+    inv = inventory()
+    try:
+        chosen = inv.select(hosts, role)
+    except InventoryError as e:
+        raise Exit(str(e), code=2) from None
+    if not chosen:
+        raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
+    steps = build(s, inv)
+    result = fleet.run(steps, inv, task=task, hosts=chosen, dry_run=dry_run, parallel=parallel or s.parallel)
+    code = fleet.finish(result, inv)
+    if code:
+        raise Exit(code=code)
 
 
 def not_built(what: str, issue: str) -> None:
