@@ -29,8 +29,8 @@ from typing import Any
 
 from coursehub.hub.values import (
     MASK,
-    SECRET_KEY,
     ValuesError,
+    is_secret,
     pem_problem,
     render,
     shared_pvc_name,
@@ -200,7 +200,7 @@ class _Kind:
 def _safe_got(path: list[str], value: Any) -> Any:
     if isinstance(value, (Mapping, list)):
         return _Kind("a mapping" if isinstance(value, Mapping) else "a list")
-    if isinstance(value, str) and path and SECRET_KEY.search(path[-1]):
+    if isinstance(value, str) and is_secret(path):
         return MASK
     return value
 

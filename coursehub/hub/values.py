@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from coursehub.settings import Settings, SettingsError
 
 __all__ = [
     "ValuesError", "TEMPLATE", "MASK", "render", "context", "to_yaml", "redact", "write_values",
-    "split_image", "shared_pvc_name", "read_pem", "pem_problem", "LE_STAGING", "LE_PRODUCTION",
+    "split_image", "shared_pvc_name", "read_pem", "pem_problem", "is_secret", "LE_STAGING", "LE_PRODUCTION",
 ]
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "z2jh-values.yaml.j2"
@@ -40,8 +40,10 @@ AUTH_CLASSES = {
 }
 # hub.config sections the template writes itself; users.custom_config may not replace them.
 OWN_SECTIONS = ("JupyterHub", "Authenticator")
-# Leaf keys whose text values are secrets wherever they appear in the values.
-SECRET_KEY = re.compile(r"(password|passwd|secret|token|private_?key|api_?key|^key$)", re.I)
+# Values paths that hold secrets, and leaf key names that do wherever they appear
+# (hub.config.*.password, client_secret, proxy.secretToken, hub.cookieSecret, ...).
+SECRET_PATHS = frozenset({"proxy.https.manual.key", "hub.db.url", "hub.db.password", "imagePullSecret.password"})
+SECRET_KEY = re.compile(r"(password|passwd|secret|token|private_?key|api_?key)", re.I)
 MAX_PEM_BYTES = 1 << 20
 
 
@@ -113,6 +115,12 @@ def read_pem(settings: Settings, key: str) -> str:
     if problem:
         raise ValuesError(key, problem, got=name, expected=expected, file=settings.path)
     return text
+
+
+def is_secret(path: Sequence[Any]) -> bool:
+    """Whether the value at this values path (e.g. ('proxy', 'https', 'manual', 'key')) is a secret."""
+    parts = [str(p) for p in path if not isinstance(p, int)]
+    return ".".join(parts) in SECRET_PATHS or bool(parts and SECRET_KEY.search(parts[-1]))
 
 
 # ----------------------------------------------------------------------------- filters
@@ -294,10 +302,10 @@ def to_yaml(values: Mapping[str, Any]) -> str:
 def redact(values: Any, secrets: Mapping[str, str] | None = None) -> Any:
     """A copy of `values` with every secret leaf replaced by "***".
 
-    Secret: a text under a key that looks secret (password, secret, token, key,
-    private_key, api_key: proxy.https.manual.key, hub.config.*.password,
-    proxy.secretToken, hub.cookieSecret, hub.db.password, client_secret, ...), a
-    text equal to a known secret, and any known secret of 8+ characters inside
+    Secret: a text at a secret path (is_secret(): proxy.https.manual.key,
+    hub.db.url, any key named like password, secret, token, private_key, api_key:
+    hub.config.*.password, client_secret, proxy.secretToken, hub.cookieSecret, ...),
+    a text equal to a known secret, and any known secret of 8+ characters inside
     a longer text. The input is not changed.
     """
     known = [v for v in (secrets or {}).values() if isinstance(v, str) and v]
@@ -310,25 +318,30 @@ def redact(values: Any, secrets: Mapping[str, str] | None = None) -> Any:
                 s = s.replace(k, MASK)
         return s
 
-    def walk(v: Any, key: Any) -> Any:
+    def walk(v: Any, path: tuple[Any, ...]) -> Any:
         if isinstance(v, Mapping):
-            return {k: walk(x, k) for k, x in v.items()}
+            return {k: walk(x, (*path, k)) for k, x in v.items()}
         if isinstance(v, list):
-            return [walk(x, key) for x in v]
+            return [walk(x, (*path, i)) for i, x in enumerate(v)]
         if isinstance(v, str):
-            if v and isinstance(key, str) and SECRET_KEY.search(key):
-                return MASK
-            return text(v)
+            return MASK if v and is_secret(path) else text(v)
         return v
 
-    return walk(values, None)
+    return walk(values, ())
+
+
+def _token() -> str:
+    """A short random suffix for temporary file names."""
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 def write_values(path: str | os.PathLike[str], values: Mapping[str, Any]) -> Path:
     """Write the values file for helm: created 0600 (never readable by others, not even briefly), atomic."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{_token()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask

@@ -478,6 +478,12 @@ def test_redact_hides_every_secret(tmp_path: Path) -> None:
     assert at(redact(values), "proxy.https.manual.key") == "***"
     assert at(redact(values), "proxy.https.manual.cert") == CERT  # public
     assert values == before
+    merged_values = hv.merge(hv.chart_defaults(), {"hub": {"db": {"url": "postgresql://hub:pw@db/hub"}}})
+    shown = redact(merged_values)
+    assert at(shown, "hub.db.url") == "***"
+    assert at(shown, "scheduling.corePods.tolerations")[0]["key"] == "hub.jupyter.org/dedicated"  # not a secret
+    assert hval.is_secret(("hub", "config", "LDAPAuthenticator", "lookup_dn_search_password"))
+    assert not hval.is_secret(("proxy", "https", "secret", "name"))
 
 
 def test_redact_hides_generated_and_oauth_secrets(tmp_path: Path) -> None:
