@@ -342,11 +342,12 @@ class Settings:
     content: Content = field(default_factory=Content)
     lab: Lab = field(default_factory=Lab)
     path: str = field(default="vars.yml", metadata={"internal": True})
+    folder: str = field(default="", metadata={"internal": True}, repr=False)  # path's folder, absolute, when loaded
 
     @property
     def base_dir(self) -> Path:
         """The folder vars.yml lives in: relative paths in it are read from here."""
-        return Path(self.path).resolve().parent
+        return Path(self.folder) if self.folder else Path(self.path).resolve().parent
 
     def resolve(self, path: str) -> Path:
         """A path from vars.yml: `~` expanded, relative to the vars file's folder."""
@@ -387,7 +388,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 def from_dict(data: Any, label: str = "vars.yml") -> Settings:
     """Validate a parsed vars.yml mapping into Settings (see load)."""
     values = _build(Settings, data, "", label)
-    settings = Settings(**values, path=label)
+    settings = Settings(**values, path=label, folder=str(Path(label).resolve().parent))
     _cross_checks(settings, label)
     return settings
 
@@ -535,7 +536,7 @@ def _suggest(key: Any, here: list[str], prefix: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(str(key), here, n=1, cutoff=0.7)
-    sections = {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings)}
+    sections = {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings) if not f.metadata.get("internal")}
     homes = close and [prefix + close[0]] or [f"{sec}.{key}" for sec, typ in sections.items()
                                                if dataclasses.is_dataclass(typ) and key in {f.name for f in dataclasses.fields(typ)}]
     homes += [str(key)] if prefix and key in sections and not close else []
@@ -547,11 +548,11 @@ def _cross_checks(s: Settings, label: str) -> None:
     u, h, k, need = s.users, s.hub, s.kubernetes, "required when"
     rules = [  # (broken?, key, problem, got, expected)
         (s.volumes.nodes > s.instances.count, "volumes.nodes", "more volume nodes than instances", s.volumes.nodes,
-         f"at most instances.count ({s.instances.count}); 0 means all"),
+         f"at most instances.count, which is {s.instances.count}, or 0 for all of them"),
         (u.cpu_guarantee > u.cpu_limit, "users.cpu_guarantee", "guarantee above the limit", u.cpu_guarantee,
-         f"at most users.cpu_limit ({u.cpu_limit:g})"),
+         f"at most users.cpu_limit, which is {u.cpu_limit:g}"),
         (_bytes(u.memory_guarantee) > _bytes(u.memory_limit), "users.memory_guarantee", "guarantee above the limit",
-         u.memory_guarantee, f"at most users.memory_limit ({u.memory_limit})"),
+         u.memory_guarantee, f"at most users.memory_limit, which is {u.memory_limit}"),
         (u.auth == "ldap" and not u.ldap_server, "users.ldap_server", f"{need} users.auth is ldap", "",
          "the LDAP server's host name, such as ldap.example.edu"),
         (u.auth == "ldap" and not u.ldap_bind_dn_template, "users.ldap_bind_dn_template", f"{need} users.auth is ldap", [],
@@ -570,7 +571,7 @@ def _cross_checks(s: Settings, label: str) -> None:
         (h.https == "secret" and not h.tls_secret, "hub.tls_secret", f"{need} hub.https is secret", "",
          "the name of a kubernetes.io/tls Secret"),
         (h.cull_every > h.cull_timeout, "hub.cull_every", "checks less often than the idle timeout", h.cull_every,
-         f"at most hub.cull_timeout ({h.cull_timeout})"),
+         f"at most hub.cull_timeout, which is {h.cull_timeout}"),
     ]
     for broken, key, problem, got, expected in rules:
         if broken:
