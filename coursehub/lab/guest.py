@@ -145,8 +145,38 @@ def authorize(root: Path, home: Path, uid: int, gid: int, public_key: str) -> No
     _write(ssh / "authorized_keys", text, mode=0o600, uid=uid, gid=gid)
 
 
+PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")
+MACHINE_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def extra_ca_certs(base: Path, machine_bundle: Path = MACHINE_BUNDLE) -> list[str]:
+    """CA certificates this machine trusts that the base image does not (PEM, in order).
+
+    The registries are reached through this machine's network path; where that path
+    re-signs TLS (a CI egress proxy), the guests' pip/npm need the same CA the machine
+    trusts, or every tunnel through the lab proxy fails verification.
+    """
+    def pems(p: Path) -> list[str]:
+        return PEM_RE.findall(p.read_text()) if p.is_file() else []
+
+    known = set(pems(base / "etc/ssl/certs/ca-certificates.crt"))
+    return [c for c in dict.fromkeys(pems(machine_bundle)) if c not in known]
+
+
+def trust_cas(root: Path, pems: list[str]) -> None:
+    """Add CA certificates to the guest: one file each for update-ca-certificates, and the bundle."""
+    if not pems:
+        return
+    for i, pem in enumerate(pems):
+        _write(root / f"usr/local/share/ca-certificates/coursehub-lab-machine-{i}.crt", pem + "\n")
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    current = bundle.read_text() if bundle.exists() else ""
+    _write(bundle, current + "".join(p + "\n" for p in pems if p not in current))
+
+
 def personalize(root: Path, *, hostname: str, address: str, peers: dict[str, str], user: str,
-                public_key: str, host_key: HostKey, gateway: str, user_data: bytes = b"") -> None:
+                public_key: str, host_key: HostKey, gateway: str, user_data: bytes = b"",
+                extra_cas: list[str] | None = None) -> None:
     """Write everything that makes this root filesystem one particular server."""
     etc = root / "etc"
     _write(etc / "hostname", hostname + "\n")
@@ -157,6 +187,7 @@ def personalize(root: Path, *, hostname: str, address: str, peers: dict[str, str
     _write(etc / "ssh/sshd_config.d/05-coursehub-hostkey.conf", "HostKey /etc/ssh/ssh_host_ed25519_key\n")
     _write(etc / "systemd/timesyncd.conf.d/10-coursehub-lab.conf", timesyncd_conf(gateway))
     _write(etc / "apt/apt.conf.d/90coursehub-lab-proxy", apt_proxy_conf(gateway))
+    trust_cas(root, extra_cas or [])
     authorize(root, Path("/root"), 0, 0, public_key)
     if user != "root":
         uid, gid, home = ensure_user(root, user)

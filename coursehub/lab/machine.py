@@ -39,6 +39,7 @@ from coursehub.lab.supervisor import (
 
 CGROUP_PARENT = "lab"
 PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
+LOCKS_DIR = Path("/run/systemd/nspawn/locks")
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 DROP_CAPS = "CAP_SYS_TIME,CAP_SYS_MODULE"  # the guests share this machine's clock and kernel
 
@@ -222,6 +223,9 @@ class HostDir:
         """Remove everything of a stopped host (mount, netns, cgroups, files); returns problems."""
         problems: list[str] = []
         if os.path.ismount(self.merged):
+            st = os.stat(self.merged)  # nspawn's image lock is named after the root's inode
+            with contextlib.suppress(FileNotFoundError):
+                (LOCKS_DIR / f"inode-{st.st_dev}:{st.st_ino}").unlink()
             for attempt in range(50):
                 r = subprocess.run(["umount", str(self.merged)], capture_output=True, text=True)
                 if r.returncode == 0 or not os.path.ismount(self.merged):
