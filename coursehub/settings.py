@@ -373,7 +373,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SettingsError(label, "", "file not found", got=str(p.absolute()),
+        raise SettingsError(label, "", "file not found" + ("" if p.is_absolute() else f" in {Path.cwd()}"),
                             expected="a settings file: copy vars.yml from the repository, or set COURSEHUB_VARS") from None
     except IsADirectoryError:
         raise SettingsError(label, "", "is a directory, not a file", expected="a YAML file such as vars.yml") from None
@@ -442,6 +442,7 @@ def _parse(text: str, label: str) -> Any:
             raise SettingsError(label, where, problem, expected="each key once in its section") from None
         if "<block" in problem:  # PyYAML's words for a key indented unlike its neighbours
             problem = "the indentation does not match the lines above"
+        problem = problem.replace("'<stream end>'", "the end of the file").replace("the node content", "a value")
         opened = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}.get(getattr(e, "context", ""))
         cmark = getattr(e, "context_mark", None)
         if opened and cmark and mark and cmark.line != mark.line:

@@ -7,7 +7,6 @@ one line `vars.yml: <key>: <problem> (got <value>; expected <what>)`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -461,8 +460,16 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yml"
     with pytest.raises(SettingsError) as info:
         load(path)
-    assert str(info.value) == (f"{path}: file not found (got '{path}'; "
-                               "expected a settings file: copy vars.yml from the repository, or set COURSEHUB_VARS)")
+    assert str(info.value) == f"{path}: file not found (expected a settings file: copy vars.yml from the repository, or set COURSEHUB_VARS)"
+
+
+def test_missing_file_in_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COURSEHUB_VARS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError) as info:
+        load()
+    assert str(info.value) == (f"vars.yml: file not found in {tmp_path} "
+                               "(expected a settings file: copy vars.yml from the repository, or set COURSEHUB_VARS)")
 
 
 def test_file_that_is_a_directory(tmp_path: Path) -> None:
@@ -479,18 +486,17 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: not UTF-8 text: bad byte at offset 15 (expected a UTF-8 YAML file)"
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "vars.yml"
     path.write_text("deployment: x\n")
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: every file is readable")
-        with pytest.raises(SettingsError) as info:
-            load(path)
-        assert str(info.value) == f"{path}: cannot read the file: Permission denied (expected a readable YAML file)"
-    finally:
-        path.chmod(0o600)
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)  # root reads any file, so a chmod 000 proves nothing here
+    with pytest.raises(SettingsError) as info:
+        load(path)
+    assert str(info.value) == f"{path}: cannot read the file: Permission denied (expected a readable YAML file)"
 
 
 def test_error_names_the_file_it_read(write_vars: Any, vars_dict: dict[str, Any]) -> None:
