@@ -15,6 +15,7 @@ names the extra rule. The committed `vars.yml` documents every key.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import ipaddress
 import os
@@ -434,6 +435,8 @@ def _parse(text: str, label: str) -> Any:
 
     try:
         data = yaml.load(text, Loader=_loader())  # a SafeLoader
+    except RecursionError:
+        raise SettingsError(label, "", "YAML nested too deeply", expected="a vars.yml of sections and keys") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -443,6 +446,8 @@ def _parse(text: str, label: str) -> Any:
         if "<block" in problem:  # PyYAML's words for a key indented unlike its neighbours
             problem = "the indentation does not match the lines above"
         problem = problem.replace("'<stream end>'", "the end of the file").replace("the node content", "a value")
+        if problem.startswith("but ") and getattr(e, "context", None):  # "expected a single document ..., but found ..."
+            problem = f"{e.context}, {problem}"
         opened = {"while parsing a flow sequence": "[", "while parsing a flow mapping": "{"}.get(getattr(e, "context", ""))
         cmark = getattr(e, "context_mark", None)
         if opened and cmark and mark and cmark.line != mark.line:
@@ -484,8 +489,8 @@ def _coerce(value: Any, typ: Any, key: str, label: str, check: Check | None) -> 
         value = origin()  # `key:` with nothing after it: an empty list or mapping
     elif isinstance(value, bool) and (typ is str or origin is Literal):
         hint = ": YAML reads unquoted yes/no/on/off as booleans, so quote it if you meant text"
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and typ is str:
-        if check in (version_str, size_str, k8s_quantity):  # `version: 1.33` and `log_max_size: 100` read as numbers
+    elif isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool) and typ is str:
+        if check in (version_str, size_str, k8s_quantity) and isinstance(value, (int, float)):  # `version: 1.33`
             value = getattr(value, "text", "") or str(value)
         hint = "; quote it if you meant text"
     elif typ is bool and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
@@ -522,7 +527,8 @@ def _expect(typ: Any, check: Check | None, value: Any = None) -> str:
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "true/false"
-    for typ, text in ((str, "text"), (int, "a whole number"), (float, "a decimal number"), (list, "a list"), (dict, "key: value pairs")):
+    for typ, text in ((str, "text"), (int, "a whole number"), (float, "a decimal number"), (list, "a list"),
+                      (dict, "key: value pairs"), (datetime.date, "a date"), (bytes, "binary data")):
         if isinstance(value, typ):
             return text
     return "nothing" if value is None else f"a {type(value).__name__}"

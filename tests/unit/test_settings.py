@@ -6,7 +6,9 @@ one line `vars.yml: <key>: <problem> (got <value>; expected <what>)`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -94,8 +96,8 @@ def test_vars_yml_documents_every_key(committed_vars: dict[str, Any]) -> None:
     assert set(flat(committed_vars)) == set(schema())
 
 
-def test_minimal_file_gives_every_documented_default(committed_vars: dict[str, Any]) -> None:
-    loaded = from_dict(MINIMAL)
+def test_minimal_file_gives_every_documented_default(committed_vars: dict[str, Any], write_vars: Any) -> None:
+    loaded = load(write_vars(MINIMAL))
     differ = set()
     for key, documented in flat(committed_vars).items():
         section, _, name = key.rpartition(".")
@@ -441,6 +443,15 @@ BAD_FILES: list[tuple[str, str, str]] = [
      "vars.yml: line 3, column 1: duplicate key 'hub', first set on line 1 (expected each key once in its section)"),
     ("a list, not a mapping", "- instances\n- network\n",
      "vars.yml: top level: wrong type, found a list (got ['instances', 'network']; expected a section of key: value pairs)"),
+    ("two documents", "hub: {}\n---\nusers: {}\n",
+     "vars.yml: line 2, column 1: YAML syntax error: expected a single document in the stream, but found another document "
+     "(expected valid YAML)"),
+    ("nested too deeply", "[" * 5000, "vars.yml: YAML nested too deeply (expected a vars.yml of sections and keys)"),
+    ("a date where text belongs", "deployment: 2025-10-20\n",
+     "vars.yml: deployment: wrong type, found a date; quote it if you meant text "
+     "(got 2025-10-20; expected lower-case letters, digits and '-', 2-32 long, starting with a letter)"),
+    ("binary where text belongs", "topology: !!binary aGk=\n",
+     "vars.yml: topology: wrong type, found binary data (got b'hi'; expected one of cluster, single)"),
     ("key with nothing after it", "instances:\n  flavor:\n",
      "vars.yml: instances.flavor: no value given (got nothing; expected a flavor name such as m3.large)"),
 ]
@@ -578,3 +589,19 @@ def test_load_imports_nothing_heavy(write_vars: Any) -> None:
             "print(sorted(m for m in ('openstack', 'fabric', 'paramiko', 'invoke', 'jsonschema', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- no input crashes
+ODD_VALUES = [None, True, False, 0, -1, 10**20, 1.5, float("nan"), "", " ", "x", "a\nb", "10.0.0.1-::1", "-", "..", "1e3",
+              "0.0.0.0/0", "::/0", [], [None], [1, "a"], [[1]], [{}], {}, {"a": 1}, {1: 2}]
+
+
+@pytest.mark.parametrize("key", sorted(set(schema()) | {k.partition(".")[0] for k in schema()}))
+def test_no_value_crashes_the_loader(key: str, vars_dict: dict[str, Any]) -> None:
+    """Any value for any key or section loads or gives one SettingsError line: never another exception."""
+    for value in [*ODD_VALUES, datetime.date(2025, 10, 20)]:
+        data = set_key(copy.deepcopy(vars_dict), key, value)
+        try:
+            from_dict(data)
+        except SettingsError as e:
+            assert "\n" not in str(e) and str(e).startswith("vars.yml: ")
