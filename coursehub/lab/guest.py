@@ -176,7 +176,7 @@ def trust_cas(root: Path, pems: list[str]) -> None:
 
 def personalize(root: Path, *, hostname: str, address: str, peers: dict[str, str], user: str,
                 public_key: str, host_key: HostKey, gateway: str, user_data: bytes = b"",
-                extra_cas: list[str] | None = None) -> None:
+                extra_cas: list[str] | None = None, files: dict[str, str] | None = None) -> None:
     """Write everything that makes this root filesystem one particular server."""
     etc = root / "etc"
     _write(etc / "hostname", hostname + "\n")
@@ -188,6 +188,8 @@ def personalize(root: Path, *, hostname: str, address: str, peers: dict[str, str
     _write(etc / "systemd/timesyncd.conf.d/10-coursehub-lab.conf", timesyncd_conf(gateway))
     _write(etc / "apt/apt.conf.d/90coursehub-lab-proxy", apt_proxy_conf(gateway))
     trust_cas(root, extra_cas or [])
+    for rel, text in (files or {}).items():
+        _write(root / rel, text)
     authorize(root, Path("/root"), 0, 0, public_key)
     if user != "root":
         uid, gid, home = ensure_user(root, user)

@@ -36,7 +36,7 @@ from coursehub.lab import image, loopdev, net
 from coursehub.lab.backend import HostFault, HostKeys, ServerSpec
 from coursehub.lab.guest import extra_ca_certs, hostname_for, new_host_key, personalize
 from coursehub.lab.machine import CGROUP_PARENT, PROPAGATE_DIR, HostDir, remove_cgroup_tree
-from coursehub.lab.proxy import DEFAULT_PORT, LabProxy
+from coursehub.lab.proxy import DEFAULT_PORT, LabProxy, guest_client_files
 from coursehub.lab.supervisor import cgroup_hierarchies
 
 STATE_FILE = "hosts-lab.json"
@@ -120,6 +120,7 @@ class HostsBackend:
         self._base: Path | None = None
         self._base_error = ""
         self._extra_cas: list[str] = []
+        self._client_files: dict[str, str] = {}
         self._base_ready = threading.Event()
         threading.Thread(target=self._prepare_base, args=(cache_dir,), name="lab-base", daemon=True).start()
 
@@ -136,6 +137,7 @@ class HostsBackend:
         try:
             base = image.ensure_base(cache_dir)
             self._extra_cas = extra_ca_certs(base)
+            self._client_files = guest_client_files(f"http://{self.net.gateway}:{DEFAULT_PORT}")
             self._base = base
         except Exception as e:  # noqa: BLE001 (reported through ready() as a failed boot)
             self._base_error = f"base image: {e}"
@@ -183,7 +185,8 @@ class HostsBackend:
                 host.dir.prepare(base)
                 personalize(host.dir.merged, hostname=host.hostname, address=spec.address, peers=spec.peers,
                             user=spec.user, public_key=spec.public_key, host_key=key,  # type: ignore[arg-type]
-                            gateway=self.net.gateway, user_data=spec.user_data, extra_cas=self._extra_cas)
+                            gateway=self.net.gateway, user_data=spec.user_data, extra_cas=self._extra_cas,
+                            files=self._client_files)
                 host.dir.write_boot(host.hostname)
                 self._start(host)
         except Exception as e:  # noqa: BLE001 (the API learns it through ready() -> None)

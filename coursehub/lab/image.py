@@ -27,7 +27,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+
+from coursehub.lab.aptsources import read_sources
 
 DEFAULT_CACHE = Path("/var/cache/coursehub-lab")
 FORMAT = "1"  # bump to force a rebuild when the build procedure itself changes
@@ -127,58 +130,18 @@ def _release_codename() -> str:
     return m.group(1)
 
 
-def _source_files() -> list[Path]:
-    """The apt source files apt itself reads (disabled/renamed files are skipped)."""
-    files = [Path("/etc/apt/sources.list")]
-    d = Path("/etc/apt/sources.list.d")
-    if d.is_dir():
-        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
-    return [p for p in files if p.is_file()]
-
-
-def _deb822_stanzas(text: str) -> list[str]:
-    return [s.strip() + "\n" for s in re.split(r"\n\s*\n", text) if s.strip()]
-
-
-def debian_sources(codename: str | None = None) -> str:
+def debian_sources(codename: str | None = None, root: Path = Path("/")) -> str:
     """This machine's apt sources for its own Debian release, as one deb822 text.
 
     Third-party repositories (other suites) are left out: their keyrings are not in
     the image and hosts could not use them through the proxy anyway.
     """
     codename = codename or _release_codename()
-    out: list[str] = []
-    for f in _source_files():
-        text = f.read_text()
-        if f.suffix == ".sources":
-            for st in _deb822_stanzas(text):
-                fields = dict(
-                    (k.strip().lower(), v.strip())
-                    for k, v in (ln.split(":", 1) for ln in st.splitlines() if ":" in ln and not ln.startswith("#"))
-                )
-                types = fields.get("types", "").split()
-                suites = [s for s in fields.get("suites", "").split() if s.split("-")[0] == codename]
-                if "deb" in types and suites and fields.get("enabled", "yes").lower() != "no":
-                    lines = [ln for ln in st.splitlines() if not ln.startswith("#")]
-                    lines = [ln if not ln.lower().startswith("types:") else "Types: deb" for ln in lines]
-                    out.append("\n".join(lines) + "\n")
-        else:
-            for ln in text.splitlines():
-                parts = ln.split("#", 1)[0].split()
-                if parts[:1] != ["deb"]:
-                    continue
-                rest = parts[1:]
-                opts = ""
-                if rest and rest[0].startswith("["):
-                    j = next(i for i, p in enumerate(rest) if p.endswith("]"))
-                    opts, rest = " ".join(rest[: j + 1])[1:-1], rest[j + 1 :]
-                if len(rest) >= 3 and rest[1].split("-")[0] == codename:
-                    st = f"Types: deb\nURIs: {rest[0]}\nSuites: {rest[1]}\nComponents: {' '.join(rest[2:])}\n"
-                    for o in opts.split():
-                        k, _, v = o.partition("=")
-                        if k == "signed-by":
-                            st += f"Signed-By: {v}\n"
-                    out.append(st)
+    out = []
+    for src in read_sources(root):
+        suites = tuple(s for s in src.suites if s.split("-")[0] == codename)
+        if "deb" in src.types and suites:
+            out.append(replace(src, types=("deb",)).deb822(suites))
     if not out:
         raise RuntimeError(f"no apt source for Debian {codename} in /etc/apt/sources.list*")
     return "\n".join(out)

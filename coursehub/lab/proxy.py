@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import re
 import select
 import shutil
 import socket
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from coursehub.lab.aptsources import read_sources
 
 DEFAULT_PORT = 3142
 HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate",
@@ -66,35 +67,21 @@ def _add_url(url: str, http: set[str], connect: set[str]) -> None:
 
 
 def apt_source_urls(root: Path = Path("/")) -> list[str]:
-    """Every URI named by the enabled apt sources (one-line and deb822 formats)."""
-    files = [root / "etc/apt/sources.list"]
-    d = root / "etc/apt/sources.list.d"
-    if d.is_dir():
-        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
-    urls: list[str] = []
-    for f in files:
-        if not f.is_file():
-            continue
-        text = f.read_text()
-        if f.suffix == ".sources":
-            for stanza in re.split(r"\n\s*\n", text):
-                if re.search(r"^Enabled:\s*no\s*$", stanza, re.M | re.I):
-                    continue
-                for m in re.finditer(r"^URIs:\s*(.+)$", stanza, re.M | re.I):
-                    urls += m.group(1).split()
-        else:
-            for line in text.splitlines():
-                parts = line.split("#", 1)[0].split()
-                if parts[:1] in (["deb"], ["deb-src"]):
-                    rest = parts[1:]
-                    while rest and (rest[0].startswith("[") or "=" in rest[0]):
-                        done = rest[0].endswith("]")
-                        rest = rest[1:]
-                        if done:
-                            break
-                    if rest:
-                        urls.append(rest[0])
-    return urls
+    """Every URI named by the enabled apt sources."""
+    return [u for src in read_sources(root) for u in src.uris]
+
+
+def pip_config(python: str | None = None) -> dict[str, list[str]]:
+    """index-url and extra-index-url from this machine's `pip config list` (each a list of URLs)."""
+    r = subprocess.run([python or sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    out: dict[str, list[str]] = {}
+    for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1]
+        if name in ("index-url", "extra-index-url"):
+            out.setdefault(name, []).extend(value.strip().strip("'\"").split())
+    return out
 
 
 def pip_index_urls(python: str | None = None) -> list[str]:
@@ -108,12 +95,8 @@ def pip_index_urls(python: str | None = None) -> list[str]:
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if r.returncode == 0:
         urls += r.stdout.split()
-    r = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL)
-    for line in r.stdout.splitlines() if r.returncode == 0 else []:
-        key, _, value = line.partition("=")
-        if key.rsplit(".", 1)[-1] in ("index-url", "extra-index-url"):
-            urls += value.strip().strip("'\"").split()
+    for values in pip_config(python).values():
+        urls += values
     return urls
 
 
@@ -133,6 +116,23 @@ def allowlist_from_machine() -> Allowlist:
     for url in apt_source_urls() + pip_index_urls() + npm_registry_urls():
         _add_url(url, http, connect)
     return Allowlist(http=frozenset(http), connect=frozenset(connect))
+
+
+def guest_client_files(proxy_url: str) -> dict[str, str]:
+    """pip and npm settings for a lab host: this proxy, and the indexes this machine's clients use.
+
+    Keys are paths relative to the guest's root. (apt's setting is part of the image.)
+    """
+    pip = f"[global]\nproxy = {proxy_url}\n"
+    web = lambda urls: [u for u in urls if u.startswith(("http://", "https://"))]  # noqa: E731
+    cfg = pip_config()
+    if web(cfg.get("index-url", [])):
+        pip += f"index-url = {web(cfg['index-url'])[0]}\n"
+    if web(cfg.get("extra-index-url", [])):
+        pip += f"extra-index-url = {' '.join(web(cfg['extra-index-url']))}\n"
+    npm = f"proxy={proxy_url}\nhttps-proxy={proxy_url}\n"
+    npm += "".join(f"registry={u}\n" for u in npm_registry_urls()[:1])
+    return {"etc/pip.conf": pip, "etc/npmrc": npm}
 
 
 # ---------------------------------------------------------------- the server
@@ -155,6 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.log(f"{self.client_address[0]} {format % args}")
 
     def _deny(self, why: str) -> None:
+        self.server.count("denied")
         body = f"403 coursehub lab proxy: {why}\n".encode()
         self.send_response(403)
         self.send_header("Content-Type", "text/plain")
@@ -162,7 +163,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server.count("denied")
 
     # -- GET/HEAD forwarding
     def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
@@ -192,10 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
+            self.server.count("forwarded")
             if not no_body:
                 while chunk := resp.read(65536):
                     self.wfile.write(chunk)
-            self.server.count("forwarded")
         finally:
             conn.close()
 
@@ -268,6 +268,10 @@ class _Server(ThreadingHTTPServer):
         self.counts: dict[str, int] = {"forwarded": 0, "tunnels": 0, "denied": 0}
         self._lock = threading.Lock()
         self._log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115 (lives with the server)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away mid-request is normal here: log it, don't print a traceback."""
+        self.log(f"{client_address} error: {sys.exc_info()[1]!r}")
 
     def count(self, what: str) -> None:
         with self._lock:
