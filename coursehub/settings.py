@@ -543,11 +543,18 @@ def _suggest(key: Any, here: list[str], prefix: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(str(key), here, n=1, cutoff=0.7)
-    sections = {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings) if not f.metadata.get("internal")}
-    homes = close and [prefix + close[0]] or [f"{sec}.{key}" for sec, typ in sections.items()
-                                               if dataclasses.is_dataclass(typ) and key in {f.name for f in dataclasses.fields(typ)}]
-    homes += [str(key)] if prefix and key in sections and not close else []
-    return f"; did you mean {' or '.join(repr(h) for h in homes)}?" if homes else ""
+    homes = [prefix + close[0]] if close else [path for path in _key_paths() if path.rpartition(".")[2] == key]
+    return f"; did you mean {' or '.join(map(repr, homes))}?" if homes else ""
+
+
+def _key_paths() -> typing.Iterator[str]:
+    """Every key of vars.yml, dotted: deployment, ..., cloud, cloud.name, ..."""
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        if not f.metadata.get("internal"):
+            yield f.name
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from (f"{f.name}.{g.name}" for g in dataclasses.fields(hints[f.name]))
 
 
 def _cross_checks(s: Settings, label: str) -> None:
