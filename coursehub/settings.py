@@ -195,6 +195,7 @@ def _f(default: Any, check: Check | None = None) -> Any:
 @dataclass(frozen=True)
 class Cloud:
     name: str = _f("")
+    clouds_yaml: str = _f("")
     region: str = _f("")
     api_timeout: int = _f(60, span(1, 3600))
     parallel: int = _f(8, span(1, 64))
