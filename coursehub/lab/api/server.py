@@ -72,18 +72,9 @@ class LabAPI:
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="lab-api", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="lab-api", daemon=True)
         self._thread.start()
         return self
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until `stop()` (from a signal handler or another thread)."""
-        if self._httpd is None:
-            handler = type("LabHandler", (_Handler,), {"api": self})
-            self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-            self._httpd.daemon_threads = True
-            self.port = self._httpd.server_address[1]
-        self._httpd.serve_forever()
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -175,6 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "CourseHubLab/1"
     timeout = 300
+    disable_nagle_algorithm = True   # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     api: LabAPI
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

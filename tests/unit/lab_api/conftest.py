@@ -64,7 +64,8 @@ def lab_session(backend: MemoryBackend, clock: FakeClock) -> Iterator[LabAPI]:
 
 
 @pytest.fixture
-def lab(lab_session: LabAPI, backend: MemoryBackend) -> LabAPI:
+def lab(lab_session: LabAPI, backend: MemoryBackend, clock: FakeClock) -> LabAPI:
+    clock.now = 1000.0          # every test starts at the same time, so session tokens stay valid
     lab_session.reset()
     backend.fail, backend.ready_after = None, 0
     backend.calls.clear()
