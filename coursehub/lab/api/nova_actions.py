@@ -153,18 +153,18 @@ def register(router: Router, api: LabAPI) -> None:
             return Response(200, {"meta": {key: srv.metadata[key]}})
 
     def meta_set(req: Request) -> Response:
-        from .nova_servers import _metadata
+        from .nova_create import check_metadata
         srv = server(req)
         body = req.json()
         key = req.params.get("key")
         if key is not None:
-            meta = _metadata(body.get("meta"))
+            meta = check_metadata(body.get("meta"))
             if len(meta) != 1:
                 raise ApiError(400, "Request body contains too many items")
             if key not in meta:
                 raise ApiError(400, "Request body and URI mismatch")
         else:
-            meta = _metadata(body.get("metadata"))
+            meta = check_metadata(body.get("metadata"))
         with st.lock:
             _ready(srv, "update_instance_metadata" if key or req.method == "POST" else "replace_instance_metadata")
             new = dict(meta) if (req.method == "PUT" and key is None) else {**srv.metadata, **meta}
@@ -192,7 +192,7 @@ def register(router: Router, api: LabAPI) -> None:
         return server(req)
 
     def tags(req: Request) -> Response:
-        from .nova_servers import _tags
+        from .nova_create import check_tags
         srv = tags_gate(req)
         tag = req.params.get("tag")
         with st.lock:
@@ -204,10 +204,10 @@ def register(router: Router, api: LabAPI) -> None:
                 return Response(204)
             _ready(srv, "update tags" if tag is None else "update tag")
             if req.method == "PUT" and tag is None:
-                srv.tags = _tags(req.json().get("tags"))
+                srv.tags = check_tags(req.json().get("tags"))
                 return Response(200, {"tags": list(srv.tags)})
             if req.method == "PUT":
-                _tags([tag])
+                check_tags([tag])
                 if tag in srv.tags:
                     return Response(204)
                 if len(srv.tags) >= 50:

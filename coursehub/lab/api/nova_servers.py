@@ -17,7 +17,6 @@ flavor >= 2.47, `server_groups` >= 2.71, `locked_reason` >= 2.73,
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import logging
 import re
@@ -25,11 +24,21 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from coursehub.lab.backend import ServerSpec
-
 from . import nova_actions
 from .nova import C, links
-from .state import LabState, Server, new_id
+from .nova_create import (
+    backend_spec,
+    check_count,
+    check_groups,
+    check_metadata,
+    check_name,
+    check_networks,
+    check_tags,
+    check_user_data,
+    new_server,
+    quota_count,
+)
+from .state import LabState, Server
 from .web import ApiError, Request, Response, Router, iso, next_link, paginate
 
 if TYPE_CHECKING:
@@ -42,7 +51,6 @@ _BASE_KEYS = {"name", "imageRef", "flavorRef", "networks", "key_name", "security
               "block_device_mapping_v2", "accessIPv4", "accessIPv6", "adminPass", "OS-DCF:diskConfig"}
 _GATED_KEYS = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
                "hypervisor_hostname": "2.74", "hostname": "2.90"}
-_TAG = re.compile(r"^[^,/]{1,60}$")
 _STATES = {"BUILD": ("building", 0), "ACTIVE": ("active", 1), "ERROR": ("error", 0), "SHUTOFF": ("stopped", 4)}
 
 
@@ -218,7 +226,7 @@ def register(router: Router, api: LabAPI) -> None:
         with st.lock:
             srv = find_server(st, req.params["server_id"])
             if "name" in data:
-                srv.name = _name(data["name"])
+                srv.name = check_name(data["name"])
             if "description" in data:
                 srv.description = data["description"]
             srv.updated = time.time()
@@ -251,16 +259,16 @@ def register(router: Router, api: LabAPI) -> None:
         if extra:
             raise ApiError(400, f"Invalid input for field/attribute server. Value: {body}. Additional properties are "
                                 f"not allowed ({', '.join(repr(e) for e in extra)} {'was' if len(extra) == 1 else 'were'} unexpected)")
-        name = _name(body.get("name"))
+        name = check_name(body.get("name"))
         for key in ("flavorRef", "imageRef"):
             if not body.get(key):
                 raise ApiError(400, f"Invalid input for field/attribute server. '{key}' is a required property"
                                + ("; the lab does not boot from volume" if key == "imageRef" else ""))
-        networks = _networks(req, body)
-        metadata = _metadata(body.get("metadata", {}))
-        tags = _tags(body.get("tags", []))
-        user_data = _user_data(body.get("user_data"))
-        lo, hi = _count(body.get("min_count", 1)), _count(body.get("max_count", body.get("min_count", 1)))
+        networks = check_networks(req, body)
+        metadata = check_metadata(body.get("metadata", {}))
+        tags = check_tags(body.get("tags", []))
+        user_data = check_user_data(body.get("user_data"))
+        lo, hi = check_count(body.get("min_count", 1)), check_count(body.get("max_count", body.get("min_count", 1)))
         if lo > hi:
             raise ApiError(400, "min_count must be <= max_count")
         with st.lock:
@@ -276,18 +284,18 @@ def register(router: Router, api: LabAPI) -> None:
             for net in networks:
                 if net not in st.networks:
                     raise ApiError(400, f"Network {net} could not be found.")
-            groups = _groups(st, body.get("security_groups"))
+            groups = check_groups(st, body.get("security_groups"))
             az = body.get("availability_zone") or "nova"
             if str(az).split(":", 1)[0] != "nova":
                 raise ApiError(400, "The requested availability zone is not available")
             if len(metadata) > st.quota("metadata_items") >= 0:
                 raise ApiError(403, f"Quota exceeded for metadata_items: Requested {len(metadata)}, but already used 0 "
                                     f"of {st.quota('metadata_items')} metadata_items")
-            count = _quota_count(st, flavor, lo, hi)
-            created = [_new_server(st, f"{name}-{i + 1}" if hi > 1 else name, flavor, image, key_name, groups, metadata,
+            count = quota_count(st, flavor, lo, hi)
+            created = [new_server(st, f"{name}-{i + 1}" if hi > 1 else name, flavor, image, key_name, groups, metadata,
                                    tags, user_data, networks, body.get("description")) for i in range(count)]
             peers = {s.name: s.address for s in st.live_servers() if s.address}
-            specs = [(srv, _spec(st, srv, peers)) for srv in created]
+            specs = [(srv, backend_spec(st, srv, peers)) for srv in created]
         for srv, spec in specs:
             if spec is None:
                 continue
@@ -314,136 +322,3 @@ def register(router: Router, api: LabAPI) -> None:
     add("GET", f"{C}/servers/{{server_id}}", show, "nova")
     add("PUT", f"{C}/servers/{{server_id}}", update, "nova")
     add("DELETE", f"{C}/servers/{{server_id}}", delete, "nova")
-
-
-# ----------------------------------------------------------------------------- request checks
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise ApiError(400, f"Invalid input for field/attribute name. Value: {value}. "
-                            "'name' must be a non-empty string of at most 255 characters")
-    return value
-
-
-def _networks(req: Request, body: dict[str, Any]) -> list[str]:
-    """The network ids asked for; [] for "none"."""
-    nets = body.get("networks")
-    if nets is None:
-        if req.at_least("2.37"):
-            raise ApiError(400, "Invalid input for field/attribute server. 'networks' is a required property")
-        return [LabState.lab_network_id()]
-    if isinstance(nets, str):
-        if not req.at_least("2.37") or nets not in ("auto", "none"):
-            raise ApiError(400, f"Invalid input for field/attribute networks. Value: {nets}. {nets!r} is not of type 'array'")
-        return [] if nets == "none" else [LabState.lab_network_id()]
-    if not isinstance(nets, list) or not all(isinstance(n, dict) for n in nets):
-        raise ApiError(400, f"Invalid input for field/attribute networks. Value: {nets}.")
-    out = []
-    for net in nets:
-        if "port" in net or "fixed_ip" in net:
-            raise ApiError(400, "The lab allocates ports and addresses itself: give networks as [{'uuid': id}]")
-        if not net.get("uuid"):
-            raise ApiError(400, "Bad network format: missing 'uuid'")
-        out.append(str(net["uuid"]))
-    return out[:1]
-
-
-def _metadata(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ApiError(400, f"Invalid input for field/attribute metadata. Value: {value}. Metadata must be a mapping "
-                            "of strings to strings")
-    if any(not 1 <= len(k) <= 255 or len(v) > 255 for k, v in value.items()):
-        raise ApiError(400, "Invalid input for field/attribute metadata: keys are 1-255 and values 0-255 characters")
-    return dict(value)
-
-
-def _tags(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(t, str) and _TAG.match(t) for t in value):
-        raise ApiError(400, f"Invalid input for field/attribute tags. Value: {value}. Tags are strings of 1-60 "
-                            "characters without ',' or '/'")
-    if len(value) > 50:
-        raise ApiError(400, "The number of tags exceeded the per-server limit 50")
-    return list(dict.fromkeys(value))
-
-
-def _user_data(value: Any) -> bytes:
-    if value is None:
-        return b""
-    try:
-        data = base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "User data needs to be valid base 64.") from None
-    if len(str(value)) > 65535:
-        raise ApiError(400, "User data too large. User data must be no larger than 65535 bytes once base64 encoded.")
-    return data
-
-
-def _count(value: Any) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1:
-        raise ApiError(400, f"Invalid input for field/attribute min_count/max_count. Value: {value}.")
-    return n
-
-
-def _groups(st: LabState, value: Any) -> list[str]:
-    if value is None:
-        return ["default"]
-    if not isinstance(value, list):
-        raise ApiError(400, f"Invalid input for field/attribute security_groups. Value: {value}.")
-    names = []
-    for item in value:
-        ref = item.get("name") if isinstance(item, dict) else None
-        sg = st.security_groups.get(str(ref)) or next(
-            (g for g in st.security_groups.values() if g["name"] == ref), None)
-        if sg is None:
-            raise ApiError(400, f"Security group {ref} not found for project {st.project_id}.")
-        names.append(sg["name"])
-    return names
-
-
-def _quota_count(st: LabState, flavor: dict[str, Any], lo: int, hi: int) -> int:
-    """How many of `hi` servers fit the quotas; a 403 if fewer than `lo` do."""
-    for n in range(hi, lo - 1, -1):
-        if not st.over_quota({"instances": n, "cores": n * flavor["vcpus"], "ram": n * flavor["ram"]}):
-            return n
-    over = st.over_quota({"instances": lo, "cores": lo * flavor["vcpus"], "ram": lo * flavor["ram"]})
-    names = ", ".join(sorted(o[0] for o in over))
-    name, requested, used, limit = sorted(over)[0]
-    raise ApiError(403, f"Quota exceeded for {names}: Requested {requested}, but already used {used} of {limit} {name}")
-
-
-def _new_server(st: LabState, name: str, flavor: dict[str, Any], image: dict[str, Any], key_name: str | None,
-                groups: list[str], metadata: dict[str, str], tags: list[str], user_data: bytes,
-                networks: list[str], description: str | None) -> Server:
-    index = st.free_index() or 0
-    sid = new_id()
-    address = st.address_for(index) if index and networks else ""
-    mac = st.mac_for(index) if index else ""
-    srv = Server(id=sid, name=name, index=index, flavor_id=flavor["id"], image_id=image["id"], key_name=key_name,
-                 security_groups=groups, availability_zone="nova", metadata=dict(metadata), tags=list(tags),
-                 port_id=None, address=address, mac=mac, created=time.time(), started=st.clock(),
-                 description=description, user_data=user_data, login_user=image["default_user"],
-                 public_key=st.keypairs[key_name]["public_key"] if key_name else "")
-    if not index:
-        srv.forced_error = (f"Build of instance {sid} aborted: Failed to allocate the network(s), not rescheduling.")
-    elif st.config.error_builds > 0:
-        st.config.error_builds -= 1
-        srv.forced_error = f"Build of instance {sid} aborted: injected build failure (error_builds)."
-    elif st.config.error_names and re.search(st.config.error_names, name):
-        srv.forced_error = f"Build of instance {sid} aborted: injected build failure (error_names)."
-    if address:
-        sg_ids = [g["id"] for g in st.security_groups.values() if g["name"] in groups]
-        srv.port_id = st.add_port(sid, address, mac, sg_ids)["id"]
-    st.servers[sid] = srv
-    return srv
-
-
-def _spec(st: LabState, srv: Server, peers: dict[str, str]) -> ServerSpec | None:
-    if srv.forced_error:
-        return None
-    return ServerSpec(id=srv.id, name=srv.name, index=srv.index, address=srv.address, mac=srv.mac,
-                      user=srv.login_user, public_key=srv.public_key, user_data=srv.user_data,
-                      peers={n: a for n, a in peers.items() if n != srv.name})
