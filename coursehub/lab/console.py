@@ -88,6 +88,14 @@ def _sort_key(line: str) -> str:
     return {"ssh-dss": "dsa", "ssh-rsa": "rsa", "ssh-ed25519": "ed25519"}.get(t, "ecdsa" if "ecdsa" in t else t)
 
 
+def _is_key(line: str) -> bool:
+    try:
+        parse_public_key(line)
+    except ValueError:
+        return False
+    return True
+
+
 def boot_log(name: str, started: float | None = None) -> list[str]:
     """The kernel and early cloud-init lines a server prints before its keys."""
     return [
@@ -102,7 +110,7 @@ def boot_log(name: str, started: float | None = None) -> list[str]:
 def render_console(name: str, host_keys: Sequence[str], *, address: str = "", mac: str = "", user: str = "",
                    user_keys: Iterable[str] = (), started: float | None = None, finished: bool = True) -> str:
     """A console log for server `name` whose host keys are `host_keys` (OpenSSH lines)."""
-    keys = sorted((k.strip() for k in host_keys if k.strip()), key=_sort_key)
+    keys = sorted((k.strip() for k in host_keys if _is_key(k)), key=_sort_key)
     lines = boot_log(name, started)
     lines += _net_table(address, mac)
     if user:

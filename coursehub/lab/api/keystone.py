@@ -102,19 +102,20 @@ def register(router: Router, api: LabAPI) -> None:
         return Response(201, token_body(req, [m for m in methods if m in ("password", "token")], scoped, expires),
                         {"X-Subject-Token": token})
 
-    def subject(req: Request) -> str:
-        token = req.headers.get("x-subject-token")
+    def subject(req: Request) -> tuple[str, float]:
+        """The X-Subject-Token and the seconds it has left, or keystone's 404."""
+        token = req.headers.get("x-subject-token") or ""
         with st.lock:
             if not st.token_valid(token):
                 raise ApiError(404, f"Could not find token: {'*' * 8}.")
-        return token or ""
+            return token, st.tokens[token] - st.clock()
 
     def validate(req: Request) -> Response:
-        token = subject(req)
-        return Response(200, token_body(req, ["password"], True, time.time() + max(0, st.tokens[token] - st.clock())))
+        _token, left = subject(req)
+        return Response(200, token_body(req, ["password"], True, time.time() + left))
 
     def revoke(req: Request) -> Response:
-        token = subject(req)
+        token, _left = subject(req)
         with st.lock:
             st.tokens.pop(token, None)
         return Response(204)

@@ -99,3 +99,9 @@ def test_error_build_and_quota_through_the_cloud_layer(conn, lab):
     lab.configure(quotas={"instances": 1})
     with pytest.raises(exc.ForbiddenException):
         _boot(conn, "second")
+
+
+def test_cloud_get_flavor_reads_extra_specs(conn, journal):
+    flavor = conn.get_flavor("m3.medium")
+    assert flavor.ram == 8192
+    assert f"GET /compute/v2.1/flavors/{flavor.id}/os-extra_specs 200" in journal()

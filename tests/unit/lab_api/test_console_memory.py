@@ -119,3 +119,8 @@ def test_memory_backend(keys):
     assert "s1" not in b.servers and b.volumes == {}
     b.close()
     assert b.servers == {} and b.kind == "memory"
+
+
+def test_render_skips_lines_that_are_not_keys(keys):
+    text = render_console("h1", [*keys, "garbage", ""])
+    assert sorted(parse_host_keys(text)) == sorted(keys) and "garbage" not in text

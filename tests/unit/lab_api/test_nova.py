@@ -330,3 +330,24 @@ def test_unknown_server_is_404_in_nova_shape(http):
     r = http("GET", "/compute/v2.1/servers/nope")
     assert r.json() == {"itemNotFound": {"code": 404, "message": "Instance nope could not be found."}}
     assert isinstance(openstack, object)
+
+
+def test_find_keypair_404_then_list(conn, journal):
+    conn.compute.create_keypair(name="k1", public_key=PUB)
+    assert conn.compute.find_keypair("missing") is None
+    assert journal()[-2:] == ["GET /compute/v2.1/os-keypairs/missing 404", "GET /compute/v2.1/os-keypairs 200"]
+
+
+def test_parallel_creates_get_distinct_hosts(lab, http, ids):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def boot(i):
+        body = {"server": {"name": f"par-{i}", "imageRef": ids["image"], "flavorRef": ids["flavor"],
+                           "networks": "auto"}}
+        return http("POST", "/compute/v2.1/servers", mv="2.96", json=body).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        assert set(pool.map(boot, range(20))) == {202}
+    servers = lab.state.servers.values()
+    assert sorted(s.index for s in servers) == list(range(1, 21))
+    assert len({s.address for s in servers}) == 20 and len(lab.state.ports) == 20
