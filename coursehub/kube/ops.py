@@ -141,8 +141,7 @@ class Drain(Step):
                            "up or move the pod first, or pass --ignore-pdb to delete it anyway")
         if plan.evictable:
             acts.append(Action(why=f"{len(plan.evictable)} pod(s) to move", command=k.sh(
-                k.drain(self.node, timeout=self.timeout, disable_eviction=self.ignore_pdb and bool(plan.blockers))),
-                label=f"kubectl drain {self.node} --ignore-daemonsets --delete-emptydir-data --timeout={self.timeout}s"))
+                k.drain(self.node, timeout=self.timeout, disable_eviction=self.ignore_pdb and bool(plan.blockers)))))
         return acts
 
     def _stop(self, remote: Remote, users: list[str]) -> None:
