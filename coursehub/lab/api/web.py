@@ -58,11 +58,6 @@ class Request:
     version: tuple[int, int] = (0, 0)  # the microversion in effect (nova, cinder)
     token: Any = None
 
-    @property
-    def raw_path(self) -> str:
-        q = urllib.parse.urlencode([(k, v) for k, vs in self.query.items() for v in vs])
-        return self.path + ("?" + q if q else "")
-
     def json(self) -> dict[str, Any]:
         """The JSON body as an object, or a 400 in the service's shape."""
         try:
