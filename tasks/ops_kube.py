@@ -61,9 +61,8 @@ def uncordon(c, node, dry_run=False):
 
 @task(help={
     "node": NODE,
-    "stop_servers": "first stop the users' servers on the node through the hub API "
-                    "(needs JUPYTERHUB_API_TOKEN, an admin token; the hub URL from --hub-url or vars.yml hub.hosts)",
-    "hub_url": "the hub's API, e.g. https://jupyter.example.edu/hub/api (default: from vars.yml hub.hosts)",
+    "stop_servers": "first stop the users' servers on the node through the hub API (CourseHub's service token)",
+    "hub_url": "another hub API URL, e.g. https://jupyter.example.edu/hub/api, with a token in JUPYTERHUB_API_TOKEN",
     "timeout": "seconds kubectl drain may take before giving up (default 300)",
     "ignore_pdb": "delete pods whose PodDisruptionBudget allows no disruption (normally drain stops and names them)",
     "dry_run": DRY,
@@ -82,22 +81,20 @@ def drain(c, node, stop_servers=False, hub_url="", timeout=300, ignore_pdb=False
 
 
 def _hub_stopper(hub_url):
+    """stop(users): through the hub's REST API, with CourseHub's service token (or JUPYTERHUB_API_TOKEN and --hub-url)."""
     import os
 
-    from invoke import Exit
-
-    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-    if not token:
-        raise Exit("--stop-servers needs an admin API token for the hub in JUPYTERHUB_API_TOKEN", code=2)
-    s = settings()
-    url = hub_url or (f"{'http' if s.hub.https == 'none' else 'https'}://{s.hub.hosts[0]}/hub/api" if s.hub.hosts else "")
-    if not url:
-        raise Exit("--stop-servers: pass --hub-url (vars.yml hub.hosts is empty)", code=2)
     from coursehub import secrets
     from coursehub.hub.rest import HubAPI
 
-    secrets.KNOWN.add([token])
-    api = HubAPI(url, token)
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if hub_url and token:
+        secrets.KNOWN.add([token])
+        api = HubAPI(hub_url, token)
+    else:
+        from tasks.hub import hub_api
+
+        api = hub_api(settings(), inventory())
 
     def stop(users):
         for u in users:
