@@ -29,6 +29,8 @@ CACHE_SECONDS = 3600
 LOCK_TRIES = 40
 LOCK_DELAY = 3
 LOCK_MESSAGES = ("Could not get lock", "Unable to acquire the dpkg", "Unable to lock")
+INTERRUPTED = "dpkg was interrupted"
+CONFIGURE = ("DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold")
 
 
 def apt_get(*args: str, tries: int = LOCK_TRIES, delay: float = LOCK_DELAY) -> str:
@@ -40,12 +42,18 @@ def apt_get(*args: str, tries: int = LOCK_TRIES, delay: float = LOCK_DELAY) -> s
 
 
 def retry_on_lock(command: str, tries: int = LOCK_TRIES, delay: float = LOCK_DELAY) -> str:
-    """Run `command`; while it fails because another apt/dpkg holds a lock, wait and retry."""
+    """Run `command`; while it fails because another apt/dpkg holds a lock, wait and retry.
+
+    A dpkg run that was interrupted (a host that lost power mid-install) is finished
+    with `dpkg --configure -a` once, then the command is tried again.
+    """
     patterns = "|".join(f"*{q(m)}*" for m in LOCK_MESSAGES)
     return (  # a subshell: its `exit` ends only this command, so lines can be chained with &&
-        f"(n=0; while :; do out=$({command} 2>&1); rc=$?; "
+        f"(n=0; fixed=0; while :; do out=$({command} 2>&1); rc=$?; "
         f"if [ $rc -eq 0 ]; then printf '%s\\n' \"$out\" | tail -n 3; exit 0; fi; "
-        f"case \"$out\" in {patterns}) n=$((n+1));; *) n={tries};; esac; "
+        f"case \"$out\" in {patterns}) n=$((n+1));; "
+        f"*{q(INTERRUPTED)}*) if [ $fixed -eq 0 ]; then fixed=1; {CONFIGURE} >/dev/null 2>&1; continue; fi; n={tries};; "
+        f"*) n={tries};; esac; "
         f"if [ $n -ge {tries} ]; then printf '%s\\n' \"$out\" | tail -n 20 >&2; exit $rc; fi; "
         f"sleep {delay:g}; done)"
     )

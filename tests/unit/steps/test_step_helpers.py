@@ -77,8 +77,13 @@ def stub_apt(tmp_path):
         f"if [ \"$n\" -gt 0 ]; then echo $((n-1)) > {tmp_path}/locked; "
         "echo 'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 42 (unattended-upgr)' >&2; exit 100; fi\n"
         f"if [ -e {tmp_path}/broken ]; then echo 'E: Unable to locate package nosuch' >&2; exit 100; fi\n"
+        f"if [ -e {tmp_path}/interrupted ]; then echo \"E: dpkg was interrupted, you must manually run 'dpkg "
+        "--configure -a' to correct the problem.\" >&2; exit 100; fi\n"
         "echo done\n")
     (bin_ / "apt-get").chmod(0o755)
+    (bin_ / "dpkg").write_text(f"#!/bin/sh\necho \"dpkg $*\" >> {tmp_path}/calls\n"
+                               f"[ -e {tmp_path}/stays-broken ] || rm -f {tmp_path}/interrupted\n")
+    (bin_ / "dpkg").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
     return tmp_path, env
 
@@ -105,6 +110,23 @@ def test_apt_other_errors_fail_at_once(stub_apt):
     out = sh(apt_get("install", "nosuch", delay=0), env)
     assert out.returncode == 100 and "Unable to locate package" in out.stderr
     assert (tmp / "calls").read_text().count("install") == 1
+
+
+def test_apt_finishes_an_interrupted_dpkg_once(stub_apt):
+    """A host that lost power mid-install (the lab's mid-run fault) needs `dpkg --configure -a` before apt works."""
+    tmp, env = stub_apt
+    (tmp / "interrupted").touch()
+    out = sh(apt_get("install", "containerd", delay=0), env)
+    assert out.returncode == 0, out.stderr
+    calls = (tmp / "calls").read_text().splitlines()
+    assert len(calls) == 3 and "install" in calls[0] and calls[1].startswith("dpkg --configure -a")
+    assert "install" in calls[2]
+    (tmp / "calls").unlink()
+    (tmp / "interrupted").touch()
+    (tmp / "stays-broken").touch()
+    out = sh(apt_get("install", "containerd", delay=0), env)
+    assert out.returncode == 100 and "dpkg was interrupted" in out.stderr
+    assert len((tmp / "calls").read_text().splitlines()) == 3  # install, configure once, install
 
 
 def test_apt_lines_are_noninteractive_and_chain(stub_apt):
