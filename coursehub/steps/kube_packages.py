@@ -132,7 +132,7 @@ class KubePackages(Step):
                  for p in PACKAGES
                  if not (p in fact.installed and fact.installed[p].ok and parse.upstream(fact.installed[p].version) == self.version)}
         for p, have in wrong.items():
-            if have != "missing" and parse.upstream(have).split(".")[:2] != self.version.split(".")[:2]:
+            if is_minor_change(p, have, self.version):
                 raise PackagesUnavailable(
                     f"{p} {parse.upstream(have)} is installed, vars.yml wants {self.version}: a minor-version change "
                     "is a cluster upgrade (kubeadm upgrade), which CourseHub does not do for you")
@@ -158,6 +158,19 @@ class KubePackages(Step):
         if missing:
             raise PackagesUnavailable(unavailable_message(missing, self.version, self.repo, upd.stdout, upd.rc))
         remote.run(apt_get(*map(shlex.quote, k.apt_install_args(chosen))), timeout=900)
+
+
+def is_minor_change(package: str, installed: str, want: str) -> bool:
+    """True when replacing `installed` would change a cluster component's Kubernetes minor version.
+
+    Only kubeadm and kubelet count, and only at a 1.x version: a client (kubectl) or a
+    package of the same name from elsewhere (the Google Cloud SDK ships a `kubectl` at
+    its own version, e.g. 528.0.0) is simply replaced by the pinned one.
+    """
+    if package not in ("kubeadm", "kubelet") or installed == "missing":
+        return False
+    have = parse.upstream(installed).split(".")
+    return have[0] == "1" and have[:2] != want.split(".")[:2]
 
 
 def select_versions(available: dict[str, list[str]], version: str) -> dict[str, str]:

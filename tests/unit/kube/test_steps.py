@@ -68,6 +68,16 @@ def test_minor_change_is_refused(settings):
         step.decide(fact, FakeRemote())
 
 
+def test_a_foreign_kubectl_is_replaced_not_refused(settings):
+    # found by the dry run over SSH: this machine has Google Cloud SDK's `kubectl` package, version 528.0.0
+    step = kube_packages.KubePackages(settings)
+    fact = kube_packages.parse_probe(packages_probe(dpkg="kubectl\t1:528.0.0-0\tii \n"))
+    whys = [a.why for a in step.decide(fact, FakeRemote())]
+    assert "kubeadm missing, kubelet missing, kubectl 528.0.0; want 1.33.5" in whys
+    assert kube_packages.is_minor_change("kubelet", "1.32.1-1.1", "1.33.5")
+    assert not kube_packages.is_minor_change("kubectl", "1.32.1-1.1", "1.33.5")
+
+
 def test_install_selects_the_pinned_version(settings):
     step = kube_packages.KubePackages(settings)
     r = FakeRemote([(r"apt-get -y -q .* update -o", "Hit:1 https://pkgs.k8s.io/core:/stable:/v1.33/deb  InRelease\n"),
