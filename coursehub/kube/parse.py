@@ -443,12 +443,14 @@ def _safe_part(name: str, max_length: int) -> str:
     return s or "x"
 
 
-def safe_slug(name: str, max_length: int = 32) -> str:
-    """KubeSpawner 7's "safe" slug: the name itself when it is a valid object name, else `part---hash8`."""
-    if "--" not in name and _valid_object_name(name) and len(name) <= max_length:
+def safe_slug(name: str, max_length: int | None = None) -> str:
+    """KubeSpawner 7's "safe" slug: the name itself when it is a valid object name (and fits
+    `max_length`), else `part---hash8` in at most `max_length` (default 32) characters."""
+    if "--" not in name and _valid_object_name(name) and (max_length is None or len(name) <= max_length):
         return name
+    length = max_length or 32
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    return f"{_safe_part(name, max_length - 11)}---{digest}"
+    return f"{_safe_part(name, length - 11)}---{digest}"
 
 
 def claim_names(username: str) -> list[str]:

@@ -129,6 +129,15 @@ def test_kubespawner_slugs(name, safe, legacy):
     assert got == safe if not safe.endswith("---") else (got.startswith(safe) and len(got) == len(safe) + 8)
 
 
+def test_slugs_agree_with_the_hub_archive_module():
+    from coursehub.hub import archive
+
+    for name in ("alice", "bob.smith", "Ünï", "a--b", "x" * 40, "1abc", "Alice", "a_b", "x" * 70):
+        assert parse.safe_slug(name) == archive.safe_slug(name), name
+        assert parse.escape_slug(name) == archive.escape_slug(name), name
+    assert parse.safe_slug("x" * 40) == "x" * 40  # a valid name up to 63 characters is kept as is
+
+
 def test_claim_names_both_schemes():
     assert parse.claim_names("alice") == ["claim-alice"]
     new, old = parse.claim_names("bob.smith")
