@@ -70,3 +70,19 @@ def run_phases(phases: list[Phase], inv: Inventory, *, task: str, dry_run: bool 
         if result.failed and stop_on_failure and not dry_run:
             break
     return out
+
+
+def finish_phases(results: list[tuple[str, RunResult]], inv: Inventory, phases: list[Phase] | None = None) -> int:
+    """Print each phase's summary and write its run report; 1 if any host failed, else 0.
+
+    Phases after a failed one did not run; they are named, so the admin knows a re-run finishes them.
+    """
+    from coursehub import fleet
+
+    code = 0
+    for _name, result in results:
+        code = max(code, fleet.finish(result, inv))
+    if phases is not None and len(results) < len(phases):
+        skipped = ", ".join(name for name, _, _ in phases[len(results):])
+        print(f"not run because a phase failed: {skipped} (run the same command again to finish)")
+    return code
