@@ -59,7 +59,7 @@ def uncordon(c, node, dry_run=False):
     _run("ops.uncordon", [Cordon(node, on=False)], dry_run)
 
 
-@task(help={
+@task(auto_shortflags=False, help={
     "node": NODE,
     "stop_servers": "first stop the users' servers on the node through the hub API (CourseHub's service token)",
     "hub_url": "another hub API URL, e.g. https://jupyter.example.edu/hub/api, with a token in JUPYTERHUB_API_TOKEN",
