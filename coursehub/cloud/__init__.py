@@ -85,7 +85,10 @@ def provision(s: Settings, inventory_dir: Path, *, dry_run: bool = False, allow_
     if p.remove_servers or p.remove_volumes:
         apply.remove(conn, s, p, call, log)
     servers = discover.servers(conn, s, call)
-    keys = apply.host_keys(conn, s, servers, call, log, console_timeout)
+    known = _known_keys(inventory_dir)
+    fresh = [x for x in servers if x.id not in known]
+    keys = {x.name: known[x.id] for x in servers if x.id in known}
+    keys.update(apply.host_keys(conn, s, fresh, call, log, console_timeout))
     report.untrusted = sorted(n for n, k in keys.items() if not k)
     if report.untrusted and trust_on_first_use:
         keys.update(_first_use_keys(s, servers, report.untrusted, res["network"].name, log))
@@ -96,6 +99,17 @@ def provision(s: Settings, inventory_dir: Path, *, dry_run: bool = False, allow_
     report.retried = call.retried
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _known_keys(d: Path) -> dict[str, list[str]]:
+    """Host keys already verified for these very servers (by server id) in the current inventory."""
+    from coursehub import inventory
+
+    try:
+        inv = inventory.load(d)
+    except inventory.InventoryError:
+        return {}
+    return {h.server_id: h.host_keys for h in inv.hosts if h.server_id and h.host_keys}
 
 
 def _write_inventory(s: Settings, d: Path, servers: list[ServerInfo], volumes: list, keys: dict[str, list[str]],

@@ -240,7 +240,7 @@ def attach(conn: Connection, s: Settings, pairs: list[tuple[str, str]], call: Re
         server, volume = srv[pair[0]], vols[pair[1]]
         if server.id in volume.attached_to:
             return
-        call("attach volume", conn.compute.create_volume_attachment, server.id, volume_id=volume.id)
+        call("attach volume", conn.compute.create_volume_attachment, server.id, volume=volume.id)
 
     _parallel(s.cloud.parallel, one, pairs)
     deadline = time.monotonic() + s.cloud.build_timeout

@@ -85,6 +85,7 @@ def _ask_password(interactive: bool, user: str) -> str:
 def preflight(conn: Connection) -> Identity:
     """Authenticate now; say who and which project, or fail with one clear line."""
     from keystoneauth1 import exceptions as ksa
+    from openstack import exceptions as osx
 
     auth = conn.config.auth
     ident = Identity(
@@ -94,13 +95,17 @@ def preflight(conn: Connection) -> Identity:
         region=str(conn.config.region_name or "default"),
     )
     try:
-        conn.authorize()
+        try:
+            conn.authorize()
+        except osx.SDKException as e:  # the SDK wraps keystoneauth's error; judge by the cause
+            cause = e.__cause__ or e.__context__
+            raise cause if isinstance(cause, ksa.ClientException) else e from None
     except ksa.Unauthorized:
         raise CloudError(f"cloud: authentication failed for {ident.user} in project {ident.project} at "
                          f"{ident.auth_url} (HTTP 401): check the password or credential", code=2) from None
     except (ksa.ConnectFailure, ksa.ConnectTimeout, ksa.DiscoveryFailure) as e:
         raise CloudError(f"cloud: cannot reach {ident.auth_url}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-    except ksa.ClientException as e:
+    except (ksa.ClientException, osx.SDKException) as e:
         raise CloudError(f"cloud: {ident.auth_url}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return ident
 
