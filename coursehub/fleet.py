@@ -116,6 +116,20 @@ def connect(inv: Inventory, host: Host, timeout: float = 10) -> fabric.Connectio
     return conn
 
 
+def connect_waiting(inv: Inventory, host: Host, wait: float) -> fabric.Connection:
+    """connect(), retrying an unreachable host until `wait` seconds have passed (a booting server)."""
+    deadline = time.monotonic() + wait
+    delay = 0.5
+    while True:
+        try:
+            return connect(inv, host)
+        except Unreachable as e:
+            if time.monotonic() + delay > deadline:
+                raise Unreachable(f"{e} (waited {wait:g} s)" if wait else str(e)) from None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+
 def close_all() -> None:
     """Close every pooled connection (end of process, or tests)."""
     with _POOL_LOCK:
@@ -214,8 +228,13 @@ def run(
     parallel: int = 20,
     timeout: float = 600,
     progress: IO[str] | None = None,
+    connect_wait: float = 0,
 ) -> RunResult:
-    """Run `steps` on every host (default: all in `inv`) in parallel; never raises for a host."""
+    """Run `steps` on every host (default: all in `inv`) in parallel; never raises for a host.
+
+    `connect_wait`: keep trying an unreachable host this long before reporting it
+    (bootstrap waits for freshly provisioned servers to answer SSH).
+    """
     chosen = list(inv.hosts if hosts is None else hosts)
     redact = secrets.redactor()
     result = RunResult(task=task, started=_now(), dry_run=dry_run)
@@ -223,7 +242,7 @@ def run(
     t0 = time.monotonic()
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(chosen) or 1))) as pool:
-        futures = {pool.submit(_run_host, steps, inv, h, dry_run, timeout, redact): h for h in chosen}
+        futures = {pool.submit(_run_host, steps, inv, h, dry_run, timeout, redact, connect_wait): h for h in chosen}
         for fut in as_completed(futures):
             h = futures[fut]
             r = fut.result()
@@ -239,12 +258,12 @@ def run(
 
 
 def _run_host(steps: Sequence[Step], inv: Inventory, host: Host, dry_run: bool, timeout: float,
-              redact: secrets.Redactor) -> HostResult:
+              redact: secrets.Redactor, connect_wait: float = 0) -> HostResult:
     t0 = time.monotonic()
     r = HostResult()
     step_name = "connect"
     try:
-        remote = Remote(host, connect(inv, host), redact, timeout)
+        remote = Remote(host, connect_waiting(inv, host, connect_wait), redact, timeout)
         for step in steps:
             step_name = step.name
             actions = step.decide(step.probe(remote), remote)

@@ -54,6 +54,7 @@ def run_steps(
     role: str = "",
     parallel: int = 0,
     dry_run: bool = False,
+    connect_wait: float = 0,
 ) -> None:
     """Validate everything, then run the steps on the selected hosts; exit 1 if any host failed."""
     from coursehub import fleet
@@ -68,7 +69,8 @@ def run_steps(
     if not chosen:
         raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
     steps = build(s, inv)
-    result = fleet.run(steps, inv, task=task, hosts=chosen, dry_run=dry_run, parallel=parallel or s.parallel)
+    result = fleet.run(steps, inv, task=task, hosts=chosen, dry_run=dry_run, parallel=parallel or s.parallel,
+                       connect_wait=connect_wait)
     code = fleet.finish(result, inv)
     if code:
         raise Exit(code=code)

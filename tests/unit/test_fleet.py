@@ -233,3 +233,38 @@ def test_openssh_uses_the_inventory_strictly(inv):
     out = subprocess.run(["ssh", "-F", str(inv.ssh_config), "-o", "BatchMode=yes", "h1", "hostname"],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
+
+
+def test_connect_wait_reports_how_long_it_waited(inv, tmp_path):
+    result, code, _ = run_on(inv, [Marker(tmp_path / "m")], names="down", connect_wait=1.5)
+    assert code == 1 and result.hosts["down"].status == "unreachable"
+    assert "(waited 1.5 s)" in result.hosts["down"].error
+    assert result.hosts["down"].seconds >= 1.0
+
+
+def test_connect_wait_catches_a_host_that_comes_up(inv, tmp_path, lab):
+    """A server still booting: its sshd is down when the run starts and up a second later."""
+    import threading
+
+    root, client, _ = lab
+    late = sshd.start(root / "late", "late", "127.0.0.9", client.with_suffix(".pub").read_text().strip())
+    host = inv.get("down")
+    host.port, host.host_keys = late.port, [late.host_key_pub]
+    inventory.write(inv)
+    late.stop()
+    boot = threading.Timer(1.0, _restart, [late])
+    boot.start()
+    try:
+        result, code, _ = run_on(inv, [Marker(tmp_path / "m")], names="down", connect_wait=20)
+        assert code == 0 and result.hosts["down"].status == "changed"
+        assert result.hosts["down"].seconds >= 0.5
+    finally:
+        boot.join()
+        late.stop()
+
+
+def _restart(host):
+    """Start the same sshd (same port, same host key) again."""
+    cfg = Path(host.proc.args[-1])
+    with open(cfg.parent / "sshd2.log", "wb") as log:
+        host.proc = subprocess.Popen([sshd.SSHD, "-D", "-e", "-f", str(cfg)], stderr=log)
