@@ -46,7 +46,7 @@ def start_time(pid: int) -> str | None:
 
 def write_pidfile(path: Path, pid: int) -> None:
     """Record `pid` with its start time (atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
     tmp.write_text(f"{pid} {start_time(pid) or '?'}\n")
     os.replace(tmp, path)
 
