@@ -51,6 +51,8 @@ def with_service(values: Mapping[str, Any], token: str, scopes: list[str]) -> di
     hub.setdefault("services", {})[SERVICE] = {"apiToken": token, "display": False}
     hub.setdefault("loadRoles", {})[OPS_ROLE] = {
         "description": "CourseHub's health check and ops tasks", "scopes": list(scopes), "services": [SERVICE]}
+    # JupyterHub lets only admins grant admin (ops.admins): CourseHub's service is one.
+    hub["loadRoles"]["admin"] = {"services": [SERVICE]}
     return out
 
 
