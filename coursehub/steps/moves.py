@@ -44,6 +44,7 @@ from coursehub.steps.probe import (
     ProbeStep,
     Unit,
     files_command,
+    guarded,
     parse_files,
     parse_sections,
     parse_units,
@@ -268,7 +269,8 @@ class MoveRoot(ProbeStep):
             used=f"du -sxB1 {o} | cut -f1",
             avail=f"d={t}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; df -B1 --output=avail \"$d\" | tail -n1",
         )
-        s = parse_sections(remote.run(cmd).stdout)
+        with guarded(remote, f"measure {old}"):
+            s = parse_sections(remote.run(cmd).stdout)
         num = {k: int(v.strip()) if v.strip().isdigit() else -1 for k, v in s.items()}
         return replace(fact, used=num.get("used", -1), avail=num.get("avail", -1), old_entries=num.get("entries", -1))
 

@@ -14,9 +14,10 @@ so unit tests feed canned text to `parse` and `decide` without any host.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,11 @@ def parse_sections(text: str) -> dict[str, str]:
 
 
 class ProbeStep(Step):
-    """A step whose probe is one command (`command`) and a pure parser (`parse`)."""
+    """A step whose probe is one command (`command`) and a pure parser (`parse`).
+
+    Probe and apply run `guarded`: a connection that drops mid-command makes the
+    host unreachable (not failed), and a failing action is named by its label.
+    """
 
     def command(self, host: Host) -> str:
         raise NotImplementedError
@@ -66,7 +71,53 @@ class ProbeStep(Step):
         raise NotImplementedError
 
     def probe(self, remote: Remote) -> Any:
-        return self.parse(remote.run(self.command(remote.host)).stdout, remote.host)
+        with guarded(remote, f"probe {self.name}"):
+            text = remote.run(self.command(remote.host)).stdout
+        return self.parse(text, remote.host)
+
+    def apply(self, remote: Remote, actions: Sequence[Action]) -> list[Any]:
+        out = []
+        for a in actions:
+            with guarded(remote, a.label or a.command or a.why):
+                out.append(a.run(remote))
+        return out
+
+
+def connection_lost(remote: Any) -> bool:
+    """True when the host's SSH transport is gone (a real Remote; fakes never lose theirs)."""
+    conn = getattr(remote, "conn", None)
+    if conn is None:
+        return False
+    transport = getattr(conn, "transport", None)
+    return transport is None or not transport.is_active()
+
+
+@contextlib.contextmanager
+def guarded(remote: Any, label: str) -> Iterator[None]:
+    """Report a dropped connection as Unreachable, and a failed command by `label` (not a long script).
+
+    A command that ends without an exit status (rc -1) while the transport is down
+    was cut off by the host going away (power, network), not by the command.
+    (A candidate for fleet.Remote.run itself.)
+    """
+    from coursehub import fleet
+
+    try:
+        yield
+    except fleet.CommandFailed as e:
+        if e.rc == -1 and connection_lost(remote):
+            raise fleet.Unreachable(f"connection lost during `{label}`") from None
+        if label and label != e.command and len(e.command) > 100:
+            raise fleet.CommandFailed(label, e.rc, e.stdout, e.stderr) from None
+        raise
+    except (OSError, EOFError, ConnectionError) as e:
+        if connection_lost(remote):
+            raise fleet.Unreachable(f"connection lost during `{label}`: {e}") from None
+        raise
+    except Exception as e:  # paramiko.SSHException from a dead session (sftp), without importing paramiko here
+        if type(e).__name__.endswith("SSHException") and connection_lost(remote):
+            raise fleet.Unreachable(f"connection lost during `{label}`: {e}") from None
+        raise
 
 
 # ----------------------------------------------------------------------------- systemd units

@@ -265,3 +265,49 @@ def test_copy_script_stops_with_the_cause(tmp_path):
     bad = moves.MoveRoot("docker", str(tmp_path / "file" / "new"))  # its parent is a file
     out = sh(bad.copy_script(str(old), []))
     assert out.returncode == 1 and "cannot create" in out.stderr
+
+
+# ----------------------------------------------------------------------------- a host that goes away
+class _Transport:
+    def __init__(self, active: bool):
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class _Dropping:
+    """A Remote whose command ends without an exit status (what paramiko reports when the host dies)."""
+
+    def __init__(self, active: bool, rc: int = -1):
+        from types import SimpleNamespace
+
+        from coursehub.inventory import Host
+
+        self.conn = SimpleNamespace(transport=_Transport(active))
+        self.host = Host("h1", "10.77.0.11")
+        self.rc = rc
+
+    def run(self, command: str, check: bool = True):
+        from coursehub.fleet import CommandFailed
+
+        raise CommandFailed(command, self.rc, "", "")
+
+
+def test_a_host_lost_mid_command_is_unreachable_not_failed():
+    """Bug found in the lab: a host powered off during apt-get was reported failed (`... exited -1`)."""
+    from coursehub.fleet import CommandFailed, Unreachable
+    from coursehub.steps import Action
+    from coursehub.steps.swap import SwapOff
+
+    long_script = "x" * 300
+    with pytest.raises(Unreachable, match="connection lost during `apt-get install containerd`"):
+        SwapOff().apply(_Dropping(active=False), [Action(why="w", command=long_script,
+                                                         label="apt-get install containerd")])
+    with pytest.raises(Unreachable, match="probe swap"):
+        SwapOff().probe(_Dropping(active=False))
+    # The connection is fine and the command was killed by a signal: a failure, named by its label.
+    with pytest.raises(CommandFailed, match="^`apt-get install containerd` exited -1"):
+        SwapOff().apply(_Dropping(active=True), [Action(why="w", command=long_script, label="apt-get install containerd")])
+    with pytest.raises(CommandFailed, match="^`swapoff -a` exited 1"):
+        SwapOff().apply(_Dropping(active=True, rc=1), [Action(why="w", command="swapoff -a")])
