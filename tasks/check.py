@@ -1,12 +1,55 @@
 """Verify every host with testinfra and print a host x check table (changes nothing)."""
 
-from invoke import task
+from __future__ import annotations
 
-from tasks._common import not_built, settings
+from invoke import Exit, task
+
+from tasks._common import HOST_FLAGS, inventory, settings
 
 
-@task(default=True, help={"hosts": "comma-separated host names (default: all)", "role": "only hosts with this role"})
-def check(c, hosts="", role=""):
-    """Run the testinfra checks in tests/infra against every host; exit 1 on any failure."""
-    settings()
-    not_built("inv check", "the verification issue")
+@task(default=True, help={
+    "hosts": HOST_FLAGS["hosts"],
+    "role": "only hosts with this role (head, compute or storage); each host gets every check for its roles",
+    "parallel": "how many hosts to check at once, one pytest process each (default: vars.yml `parallel`)",
+})
+def check(c, hosts="", role="", parallel=0):
+    """Check every host against vars.yml with the testinfra checks in tests/infra; read-only.
+
+    All hosts: login, swap off (now and in fstab), time sync, data disks mounted by UUID,
+    free space, container runtime root, no password SSH login, nothing CourseHub wrote
+    world-writable. Storage: volume filesystem, NFS exports. Head: kubelet and API
+    (cluster) or hub, proxy and port (single). Prints a host x check table and the
+    reason for every failure; exit 1 if any check failed, 2 on bad input.
+    """
+    from coursehub import check as chk
+    from coursehub.inventory import InventoryError
+    from coursehub.secrets import SecretsError, load, redactor
+    from coursehub.settings import vars_path
+
+    s = settings()
+    inv = inventory()
+    try:
+        chosen = inv.select(hosts, role)
+    except InventoryError as e:
+        raise Exit(str(e), code=2) from None
+    if not chosen:
+        raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
+    if parallel < 0:
+        raise Exit(f"--parallel: expected a positive number, got {parallel}", code=2)
+    try:
+        load(inv.dir)  # registers the generated secrets with the redactor: none may appear in the output
+    except SecretsError as e:
+        raise Exit(str(e), code=2) from None
+    started, redact = chk.now(), redactor()
+    print(f"check: {len(chosen)} hosts, up to {parallel or s.parallel} at once (read-only)")
+    try:
+        reports = chk.run(inv, chosen, vars_path(), parallel=parallel or s.parallel)
+    except chk.CheckError as e:
+        raise Exit(str(e), code=2) from None
+    seconds = (chk.now() - started).total_seconds()
+    print("\n" + redact(chk.render_table(reports)))
+    path = chk.write_report(reports, inv, started, seconds)
+    print(f"\n{chk.summary(reports, seconds)}; report: {path}")
+    code = chk.exit_code(reports)
+    if code:
+        raise Exit(code=code)

@@ -1,0 +1,278 @@
+"""Run the testinfra checks in tests/infra against hosts and tell, per host and check, how it went.
+
+    reports = check.run(inventory, hosts, vars_file=..., parallel=20)
+    print(check.render_table(reports))
+    sys.exit(check.exit_code(reports))
+
+Each host gets its own pytest process (`python -m pytest tests/infra --hosts=ssh://<name>
+-p no:cacheprovider --junitxml=...`), run concurrently by a bounded thread pool and
+each with a deadline: one slow or unreachable host never holds up the others, and
+the processes share nothing but the read-only inventory. The junit report of each
+process is parsed into one Outcome per check; the table has a row per host and a
+column per check:
+
+    host   ssh  swap  clock  disks  free  runtime  sshd  perms  hub  port
+    head   ok   ok    ok     ok     ok    ok       ok    ok     ok   ok
+    node2  ok   FAIL  skip   ok     ok    ok       ok    FAIL   -    -
+
+`ok` passed, `FAIL` failed, `skip` does not apply to the host (the reason is listed),
+`ERR` the check itself broke, `-` not a check for this host's roles. Failures, errors
+and skips follow the table, one line each. Checks only read: nothing here or in
+tests/infra changes a host. The report goes to inventory/runs/<time>-check.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coursehub.inventory import Host, Inventory
+
+REPO = Path(__file__).resolve().parent.parent
+INFRA = REPO / "tests" / "infra"
+OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
+CELL = {OK: "ok", FAILED: "FAIL", SKIPPED: "skip", ERROR: "ERR"}
+NOT_RUN = "-"
+_RANK = {OK: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}  # a test with several records keeps its worst
+
+
+class CheckError(Exception):
+    """The checks cannot run at all (no tests/infra next to the package); str() is one line."""
+
+
+@dataclass
+class Outcome:
+    """One check on one host."""
+
+    status: str  # ok, failed, skipped, error
+    message: str = ""  # one line: what is wrong, or why it was skipped
+
+
+@dataclass
+class HostReport:
+    """Every check of one host, or why the checks could not run there."""
+
+    host: str
+    checks: dict[str, Outcome] = field(default_factory=dict)
+    error: str = ""  # the pytest process itself failed (crash, timeout, usage error)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or any(o.status in (FAILED, ERROR) for o in self.checks.values())
+
+
+# ----------------------------------------------------------------------------- junit
+def clean_message(text: str) -> str:
+    """pytest's failure message as one line: no exception prefix, no assertion rewrite."""
+    text = text or ""
+    for prefix in ("AssertionError: ", "Failed: ", "Skipped: "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    text = re.split(r"\n\s*assert ", text, maxsplit=1)[0]
+    return " ".join(text.split())
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """'test_swap[ssh://node1]' -> ('swap', 'node1')."""
+    base, _, param = name.partition("[")
+    host = param.rstrip("]").removeprefix("ssh://").split("?")[0]
+    return base.removeprefix("test_"), host
+
+
+def parse_junit(text: str) -> dict[str, dict[str, Outcome]]:
+    """A pytest junit report -> host -> check -> Outcome, checks in the order they ran."""
+    root = ET.fromstring(text)
+    out: dict[str, dict[str, Outcome]] = {}
+    for case in root.iter("testcase"):
+        check, host = split_name(case.get("name", ""))
+        outcome = Outcome(OK)
+        for child in case:
+            status = {"failure": FAILED, "error": ERROR, "skipped": SKIPPED}.get(child.tag)
+            if status and _RANK[status] > _RANK[outcome.status]:
+                outcome = Outcome(status, clean_message(child.get("message") or child.text or ""))
+        checks = out.setdefault(host, {})
+        if check not in checks or _RANK[outcome.status] > _RANK[checks[check].status]:
+            checks[check] = outcome
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+def pytest_argv(host: str, junit: Path, ssh_config: Path, infra: Path = INFRA) -> list[str]:
+    """The pytest command that checks one host."""
+    # The project's addopts and filterwarnings are for its own tests (the latter imports openstack: 0.5 s).
+    return [sys.executable, "-m", "pytest", str(infra), "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+            "-o", "addopts=", "-o", "filterwarnings=", f"--junitxml={junit}", f"--hosts=ssh://{host}",
+            f"--ssh-config={ssh_config}"]
+
+
+def check_env(vars_file: Path, inventory_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a check process: the same vars.yml and inventory, as absolute paths."""
+    env = dict(os.environ if base is None else base)
+    env.update(COURSEHUB_VARS=str(vars_file.resolve()), COURSEHUB_INVENTORY=str(inventory_dir.resolve()),
+               PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def run_host(host: str, ssh_config: Path, env: Mapping[str, str], timeout: float = 300,
+             infra: Path = INFRA) -> HostReport:
+    """Check one host in its own pytest process; never raises for the host's sake."""
+    t0 = time.monotonic()
+    report = HostReport(host)
+    with tempfile.TemporaryDirectory(prefix="coursehub-check-") as tmp:
+        junit = Path(tmp) / "junit.xml"
+        proc = subprocess.Popen(pytest_argv(host, junit, ssh_config, infra), cwd=REPO, env=dict(env),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # no terminal: nothing can prompt; killable as a group
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            output, _ = proc.communicate()
+            report.error = f"the checks did not finish in {timeout:g} s"
+        else:
+            report.error = _process_error(proc.returncode, output, junit)
+        if junit.exists() and junit.stat().st_size:
+            try:
+                report.checks = parse_junit(junit.read_text(encoding="utf-8")).get(host, {})
+            except ET.ParseError as e:
+                report.error = report.error or f"unreadable junit report: {e}"
+    report.seconds = round(time.monotonic() - t0, 3)
+    return report
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """End the pytest process we started and its children (ssh), by its process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _process_error(rc: int, output: str, junit: Path) -> str:
+    """'' when pytest ran the checks (exit 0 or 1), else one line saying what went wrong."""
+    if rc in (0, 1) and junit.exists():
+        return ""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.startswith(("ERROR", "E ", "UsageError"))] or lines
+    tail = " | ".join(useful[-3:])[:400]
+    what = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no checks collected"}.get(rc, f"exit {rc}")
+    return f"pytest {what}" + (f": {tail}" if tail else "")
+
+
+Runner = Callable[[str], HostReport]
+
+
+def run(inv: Inventory, hosts: Sequence[Host], vars_file: Path, parallel: int = 20, timeout: float = 300,
+        progress: IO[str] | None = None, runner: Runner | None = None) -> list[HostReport]:
+    """Check `hosts` concurrently (at most `parallel` at once); one report per host, in the given order."""
+    if runner is None:
+        if not (INFRA / "conftest.py").exists():
+            raise CheckError(f"{INFRA}: the checks are not there (inv check runs from a CourseHub checkout)")
+        env = check_env(vars_file, inv.dir)
+        ssh_config = inv.ssh_config.resolve()
+
+        def runner(name: str) -> HostReport:
+            return run_host(name, ssh_config, env, timeout)
+
+    progress = sys.stderr if progress is None else progress
+    names = [h.name for h in hosts]
+    reports: dict[str, HostReport] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(names) or 1))) as pool:
+        futures = {pool.submit(runner, n): n for n in names}
+        for i, fut in enumerate(as_completed(futures), 1):
+            r = fut.result()
+            reports[futures[fut]] = r
+            bad = [c for c, o in r.checks.items() if o.status in (FAILED, ERROR)]
+            state = "error" if r.error else "failed" if bad else "ok"
+            detail = r.error[:100] if r.error else ", ".join(bad)
+            print(f"  [{i:>{len(str(len(names)))}}/{len(names)}] {r.host:<20} {state:<7} {r.seconds:5.1f} s  {detail}",
+                  file=progress, flush=True)
+    return [reports[n] for n in names]
+
+
+# ----------------------------------------------------------------------------- output
+def columns(reports: Iterable[HostReport]) -> list[str]:
+    """Every check that ran on any host, in the order first seen."""
+    return list(dict.fromkeys(c for r in reports for c in r.checks))
+
+
+def cell(r: HostReport, check: str) -> str:
+    if check in r.checks:
+        return CELL[r.checks[check].status]
+    return CELL[ERROR] if r.error else NOT_RUN
+
+
+def render_table(reports: Sequence[HostReport]) -> str:
+    """The host x check table, then one line per failure, error and skip."""
+    cols = columns(reports) or ["checks"]
+    width = max([len(r.host) for r in reports] + [4])
+    widths = [max(len(c), 4) for c in cols]
+
+    def row(first: str, cells: Iterable[str]) -> str:
+        return "  ".join([f"{first:<{width}}", *(f"{v:<{w}}" for v, w in zip(cells, widths, strict=True))]).rstrip()
+
+    lines = [row("host", cols)] + [row(r.host, (cell(r, c) for c in cols)) for r in reports]
+    notes = details(reports)
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def details(reports: Sequence[HostReport]) -> list[str]:
+    """One line per failed, broken and skipped check (failures first), and per host that could not be checked."""
+    width = max([len(r.host) for r in reports] + [4])
+    out = []
+    for wanted in (ERROR, FAILED, SKIPPED):
+        for r in reports:
+            if wanted == ERROR and r.error:
+                out.append(f"{r.host:<{width}}  {'ERR':<4}  {r.error}")
+            for c, o in r.checks.items():
+                if o.status == wanted:
+                    out.append(f"{r.host:<{width}}  {CELL[wanted]:<4}  {c}: {o.message}")
+    return out
+
+
+def summary(reports: Sequence[HostReport], seconds: float) -> str:
+    bad = [r for r in reports if r.failed]
+    checks = sum(1 for r in reports for o in r.checks.values() if o.status in (FAILED, ERROR))
+    tail = f", {checks} failed check{'s' * (checks != 1)}" if checks else ""
+    return f"check: {len(reports)} hosts, {len(reports) - len(bad)} ok, {len(bad)} failed{tail} in {seconds:.1f} s"
+
+
+def exit_code(reports: Sequence[HostReport]) -> int:
+    """1 if any check failed or broke, or a host could not be checked; else 0."""
+    return 1 if any(r.failed for r in reports) else 0
+
+
+def write_report(reports: Sequence[HostReport], inv: Inventory, started: datetime, seconds: float) -> Path:
+    """inventory/runs/<UTC time>-check.json (host -> check -> status and message)."""
+    from coursehub import secrets
+    from coursehub.inventory import atomic_write
+
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    path = inv.dir / "runs" / f"{stamp}-check.json"
+    data = {"task": "check", "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "seconds": round(seconds, 3),
+            "hosts": {r.host: asdict(r) for r in reports}}
+    atomic_write(path, json.dumps(secrets.redactor().data(data), indent=2) + "\n")
+    return path
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""testinfra checks that `inv check` runs against an inventory (see conftest.py)."""

@@ -1,0 +1,525 @@
+"""What the tests/infra checks read on a host, and the pure judges that turn it into problems.
+
+Every check is one read-only command, `<what>_command(host, settings)` (built here, often
+from the same probe text the bootstrap step reads, so `inv check` and `inv bootstrap`
+agree on what "done" means), and a judge: a pure function from the command's output to
+a list of problems, each one line naming what is wrong. An empty list means the check
+passes; a judge may instead return Skip(reason) when the check does not apply.
+
+`batch()` joins a host's commands into one round trip (each part under its own time
+limit), and `split()` hands each check its part.
+
+Unit tests feed the judges canned output (tests/unit/test_check.py); the checks in
+this folder run them against real hosts through testinfra.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from coursehub.hub import single
+from coursehub.kube import commands as k
+from coursehub.steps import clock, disks, kernel, moves, proxy, runtime, swap
+from coursehub.steps.probe import (
+    Unit,
+    files_command,
+    human_size,
+    parse_files,
+    parse_sections,
+    parse_units,
+    sections,
+    stale_since,
+    units_command,
+)
+
+if TYPE_CHECKING:
+    from coursehub.inventory import Host
+    from coursehub.settings import Settings
+
+MAX_LISTED = 8  # paths named in one problem line; the rest are counted
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The check does not apply to this host; `reason` says why (shown as skip)."""
+
+    reason: str
+
+
+# ----------------------------------------------------------------------------- batching
+BATCH_MARK = "@@coursehub-check "
+PART_TIMEOUT = 60  # seconds for one check's command on the host
+
+
+def batch(commands: dict[str, str], timeout: int = PART_TIMEOUT) -> str:
+    """One shell command running each check's command under `timeout`, its output after a marker line.
+
+    A part's stderr is dropped (a command that wants it says 2>&1); a part that times out
+    leaves a line saying so, which its judge reports.
+    """
+    parts = [f"echo '{BATCH_MARK}{name}'; timeout {timeout} sh -c {shlex.quote(cmd)} 2>/dev/null"
+             f" || {{ [ $? = 124 ] && echo '(timed out after {timeout} s)'; }}" for name, cmd in commands.items()]
+    return "; ".join(parts) + "; true"
+
+
+def split(text: str) -> dict[str, str]:
+    """The inverse of batch(): check name -> its command's output."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith(BATCH_MARK):
+            current = out.setdefault(line[len(BATCH_MARK):].strip(), [])
+        elif current is not None:
+            current.append(line + "\n")
+    return {k: "".join(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- swap
+def swap_command(host: Host, settings: Settings) -> str:
+    return sections(swaps="cat /proc/swaps", fstab=f"cat {swap.FSTAB}", target="systemctl is-enabled swap.target")
+
+
+def swap_problems(text: str) -> list[str]:
+    """Swap is off now, not in fstab, and swap.target is masked (bootstrap's swap step)."""
+    s = parse_sections(text)
+    problems = []
+    active = swap.parse_swaps(s.get("swaps", ""))
+    if active:
+        problems.append("swap is on now: " + " ".join(active))
+    entries = [ln.strip() for ln in s.get("fstab", "").splitlines() if swap.is_swap(ln)]
+    if entries:
+        problems.append(f"swap in {swap.FSTAB}: " + " | ".join(entries))
+    target = s.get("target", "").strip()
+    if target != "masked":
+        problems.append(f"swap.target is {target or 'unknown'}, not masked: a swap unit could start at boot")
+    return problems
+
+
+# ----------------------------------------------------------------------------- time sync
+def time_unit(settings: Settings) -> str:
+    return clock.TIMESYNCD if settings.hosts.time_sync == "timesyncd" else clock.CHRONY
+
+
+def time_command(host: Host, settings: Settings) -> str:
+    return sections(unit=units_command([time_unit(settings)]), virt="systemd-detect-virt --container")
+
+
+BOOT_STATES = ("enabled", "static", "alias", "indirect", "generated", "enabled-runtime")
+
+
+def time_problems(text: str, settings: Settings) -> list[str] | Skip:
+    """The chosen time daemon (hosts.time_sync) is enabled and running.
+
+    In a container whose systemd skips the daemon because a start condition fails (the lab's
+    guests have no CAP_SYS_TIME: their clock is the machine's), the check does not apply;
+    bootstrap's clock step leaves such a daemon alone for the same reason.
+    """
+    name = time_unit(settings)
+    s = parse_sections(text)
+    unit = parse_units(s.get("unit", ""), [name])[name]
+    virt = s.get("virt", "").strip()
+    if not unit.exists:
+        return [f"{name} is not installed (hosts.time_sync: {settings.hosts.time_sync}): run `inv bootstrap`"]
+    if unit.enabled == "masked":
+        return [f"{name} is masked"]
+    if not unit.running and not unit.condition_ok and virt not in ("", "none"):
+        return Skip(f"systemd skips {name} in this {virt} container (a start condition is not met: "
+                    "the clock is the machine's)")
+    problems = []
+    if not unit.running:
+        problems.append(f"{name} is {unit.active}")
+    if unit.enabled not in BOOT_STATES:
+        problems.append(f"{name} is {unit.enabled or 'not enabled'}: it would not start at boot")
+    return problems
+
+
+# ----------------------------------------------------------------------------- data disks
+def disks_command(host: Host, settings: Settings) -> str:
+    return disks.disk_command(host, settings.volumes.mount)
+
+
+def fstab_entries(fstab: str, mount: str) -> list[list[str]]:
+    """The active fstab lines (as fields) that mount something at `mount`."""
+    out = []
+    for line in fstab.splitlines():
+        f = line.split()
+        if len(f) >= 4 and not f[0].startswith("#") and f[1] == mount:
+            out.append(f)
+    return out
+
+
+def disk_problems(text: str, host: Host, settings: Settings) -> list[str] | Skip:
+    """Each data volume of the host is mounted at its mount point, by UUID in fstab, with nofail."""
+    fact = disks.parse_disks(text, host, settings.volumes.mount)
+    if not fact.volumes:
+        return Skip("the inventory lists no data volume for this host")
+    problems = []
+    for v in fact.volumes:
+        label = v.volume.name or v.volume.id
+        if not v.dev:
+            hint = f" or {v.volume.device}" if v.volume.device else ""
+            problems.append(f"volume {label} is not attached (no {disks.by_id_candidates(v.volume.id)[0]}{hint})")
+            continue
+        if not v.uuid:
+            problems.append(f"{v.dev} (volume {label}) has no filesystem")
+            continue
+        here = disks.mounted_at(fact.mounts, v.mount)
+        if here is None:
+            problems.append(f"{v.mount} is not mounted (volume {label}, {v.dev})")
+        elif here.majmin != v.majmin:
+            problems.append(f"{v.mount} has {here.source} mounted, not {v.dev} (volume {label})")
+        lines = fstab_entries(fact.fstab, v.mount)
+        if not lines:
+            problems.append(f"no {disks.FSTAB} line mounts {v.mount}: it would not come back after a reboot")
+            continue
+        line = lines[-1]
+        if line[0] != f"UUID={v.uuid}":
+            problems.append(f"{disks.FSTAB} mounts {v.mount} by {line[0]}, not UUID={v.uuid}")
+        if "nofail" not in line[3].split(","):
+            problems.append(f"{disks.FSTAB} line for {v.mount} lacks nofail: a missing volume would stop the boot")
+    return problems
+
+
+# ----------------------------------------------------------------------------- free space
+def data_mounts(host: Host, settings: Settings) -> list[str]:
+    return [m for _, m in disks.data_volumes(host, settings.volumes.mount)]
+
+
+def watched_paths(host: Host, settings: Settings) -> list[str]:
+    """Where CourseHub keeps data on a host: the free space of each one's filesystem is checked."""
+    paths = ["/", "/var", "/home", *data_mounts(host, settings), runtime_root(settings)]
+    if settings.topology == "cluster":
+        paths.append(settings.kubernetes.kubelet_root or moves.KINDS["kubelet"].default)
+    if host.has("storage") and settings.storage.backend == "nfs":
+        paths.append(settings.storage.nfs_export)
+    return list(dict.fromkeys(paths))
+
+
+def free_command(host: Host, settings: Settings) -> str:
+    paths = " ".join(shlex.quote(p) for p in watched_paths(host, settings))
+    return f"for p in {paths}; do [ -e \"$p\" ] && echo \"$p\"; done | xargs -r df -B1 --output=source,fstype,size,avail,target"
+
+
+def free_problems(text: str, settings: Settings) -> list[str]:
+    """Each filesystem holding CourseHub's data has more than hosts.disk_free_percent free."""
+    from coursehub.steps.report import parse_df
+
+    want = settings.hosts.disk_free_percent
+    rows = parse_df(text)
+    if not rows:
+        return ["df printed nothing for / and the data paths"]
+    seen: set[str] = set()
+    problems = []
+    for fs in rows:
+        if fs.target in seen:
+            continue
+        seen.add(fs.target)
+        if fs.free_percent < want:
+            problems.append(f"{fs.target}: {fs.free_percent:.0f}% free ({human_size(fs.avail)} of "
+                            f"{human_size(fs.size)}; hosts.disk_free_percent is {want})")
+    return problems
+
+
+# ----------------------------------------------------------------------------- container runtime
+def runtime_root(settings: Settings) -> str:
+    """Where vars.yml wants the runtime's data: hosts.runtime_root, else the runtime's default."""
+    return moves.normalize(settings.hosts.runtime_root or moves.KINDS[settings.hosts.runtime].default)
+
+
+def runtime_command(host: Host, settings: Settings) -> str:
+    kind = moves.KINDS[settings.hosts.runtime]
+    unit = runtime.UNITS[settings.hosts.runtime]
+    root = shlex.quote(runtime_root(settings))
+    live = kind.check if settings.hosts.runtime == "docker" else (
+        f"test -e {root}/io.containerd.metadata.v1.bolt/meta.db && echo {root}")
+    return sections(config=f"cat {kind.config}", files=files_command([kind.config]),
+                    unit=units_command([unit]), live=live)
+
+
+def runtime_problems(text: str, settings: Settings) -> list[str]:
+    """The runtime runs with its root where vars.yml says (hosts.runtime_root or its default)."""
+    name = settings.hosts.runtime
+    kind, unit_name, want = moves.KINDS[name], runtime.UNITS[name], runtime_root(settings)
+    s = parse_sections(text)
+    unit: Unit = parse_units(s.get("unit", ""), [unit_name])[unit_name]
+    if not unit.exists:
+        return [f"{unit_name} is not installed (hosts.runtime: {name}): run `inv bootstrap`"]
+    problems = []
+    configured = moves.normalize(moves.current_root(kind, s.get("config") or None))
+    if configured != want:
+        hint = ("; set hosts.runtime_root in vars.yml if it was moved on purpose" if not settings.hosts.runtime_root
+                else "; run `inv bootstrap`")
+        problems.append(f"{kind.config} puts the root at {configured}, vars.yml wants {want}{hint}")
+    if not unit.running:
+        problems.append(f"{unit_name} is {unit.active}")
+        return problems
+    config_file = parse_files(s.get("files", ""), 1)[0]
+    if stale_since(unit, [config_file.mtime]):
+        problems.append(f"{unit_name} runs with an older {kind.config} (changed after its start; restart pending)")
+    live = s.get("live", "").strip()
+    if live != want:
+        problems.append(f"{name} uses {live} as its root, not {want}" if live and name == "docker"
+                        else f"{want} is not in use by {name} (no metadata database there)")
+    return problems
+
+
+# ----------------------------------------------------------------------------- sshd
+def sshd_command(host: Host, settings: Settings) -> str:
+    return "sshd -T 2>&1 || /usr/sbin/sshd -T 2>&1"
+
+
+def sshd_problems(text: str) -> list[str]:
+    """`sshd -T` (the effective configuration): no password or keyboard-interactive login, no empty passwords."""
+    conf: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            conf.setdefault(key.lower(), value.strip().lower())
+    if "passwordauthentication" not in conf:
+        return ["`sshd -T` did not print its configuration: " + (" ".join(text.split())[:200] or "no output")]
+    problems = []
+    if conf["passwordauthentication"] != "no":
+        problems.append(f"sshd allows password login (PasswordAuthentication {conf['passwordauthentication']})")
+    kbd = conf.get("kbdinteractiveauthentication", conf.get("challengeresponseauthentication", "no"))
+    if kbd != "no":
+        problems.append(f"sshd allows keyboard-interactive login, which can ask for a password "
+                        f"(KbdInteractiveAuthentication {kbd})")
+    if conf.get("permitemptypasswords", "no") != "no":
+        problems.append("sshd permits empty passwords")
+    return problems
+
+
+# ----------------------------------------------------------------------------- world-writable
+def written_paths(host: Host, settings: Settings) -> tuple[list[str], list[str]]:
+    """(files and trees CourseHub writes, directories it makes whose contents are not its own)."""
+    kinds = moves.KINDS.values()
+    trees = [
+        "/etc/coursehub", single.PREFIX, "/var/lib/coursehub", "/var/backups/coursehub",
+        swap.FSTAB, proxy.ENV_FILE, proxy.APT_FILE, proxy.PIP_FILE,
+        clock.TIMESYNCD_FILE, clock.CHRONY_CONF, clock.CHRONY_SOURCES,
+        kernel.MODULES_FILE, kernel.SYSCTL_FILE,
+        *(k.config for k in kinds), *(f"/etc/systemd/system/{k.main}.d" for k in kinds),
+        f"{single.UNIT_DIR}/{single.HUB_UNIT}", f"{single.UNIT_DIR}/{single.PROXY_UNIT}",
+        "/etc/exports.d/coursehub.exports", "/etc/apt/sources.list.d/kubernetes.list",
+        "/etc/apt/keyrings/kubernetes-apt-keyring.gpg", "/usr/local/bin/helm",
+    ]
+    tops = [*data_mounts(host, settings), runtime_root(settings), settings.storage.nfs_export]
+    if settings.topology == "cluster":
+        tops.append(settings.kubernetes.kubelet_root or moves.KINDS["kubelet"].default)
+    if settings.content.shared_volume:
+        tops.append(settings.content.shared_mount)
+    return list(dict.fromkeys(trees)), list(dict.fromkeys(tops))
+
+
+def world_writable_command(host: Host, settings: Settings) -> str:
+    trees, tops = written_paths(host, settings)
+    deep = " ".join(shlex.quote(p) for p in trees)
+    top = " ".join(shlex.quote(p) for p in tops)
+    # The login user's ~/.kube (the admin kubeconfig CourseHub copies there) is named with ~user.
+    kube = f"~{host.user}/.kube" if host.user != "root" else "/root/.kube"
+    return (f'for p in {deep} {kube}; do [ -e "$p" ] && find "$p" -xdev ! -type l -perm -0002 -print; done; '
+            f'for p in {top}; do [ -e "$p" ] && find "$p" -maxdepth 0 ! -type l -perm -0002 -print; done; true')
+
+
+def world_writable_problems(text: str) -> list[str]:
+    """No file or directory CourseHub wrote is writable by everyone."""
+    found = list(dict.fromkeys(line for line in text.splitlines() if line.strip()))
+    if not found:
+        return []
+    more = f" (and {len(found) - MAX_LISTED} more)" if len(found) > MAX_LISTED else ""
+    return ["world-writable: " + " ".join(found[:MAX_LISTED]) + more]
+
+
+# ----------------------------------------------------------------------------- storage
+def storage_volumes_command(host: Host, settings: Settings) -> str:
+    parts = {f"d{i}": disks.volume_command(v, m) for i, (v, m) in enumerate(disks.data_volumes(host, settings.volumes.mount))}
+    raw = [v for v in host.volumes if v.role == "storage"]
+    parts.update({f"s{i}": disks.volume_command(v, "") for i, v in enumerate(raw)})
+    return sections(mounts="findmnt -rn -o MAJ:MIN,TARGET,FSTYPE,OPTIONS", **parts)
+
+
+def volume_fs_problems(text: str, host: Host, settings: Settings) -> list[str] | Skip:
+    """A storage host's data volumes hold a filesystem mounted read-write; its raw volumes are attached, unused."""
+    s = parse_sections(text)
+    data = disks.data_volumes(host, settings.volumes.mount)
+    raw = [v for v in host.volumes if v.role == "storage"]
+    if not data and not raw:
+        return Skip("the inventory lists no volume for this storage host")
+    mounts = {}
+    for line in s.get("mounts", "").splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            mounts[f[1]] = (f[0], f[2], f[3].split(","))
+    by_dev = {m[0]: t for t, m in mounts.items()}
+    problems = []
+    for i, (vol, mount) in enumerate(data):
+        v = disks.parse_volume(s.get(f"d{i}", ""), vol, mount)
+        label = vol.name or vol.id
+        if not v.dev:
+            problems.append(f"data volume {label} is not attached")
+        elif v.fstype not in disks.KNOWN_FS:
+            problems.append(f"{v.dev} (data volume {label}) holds {v.fstype or 'no filesystem'}, "
+                            f"not {settings.volumes.filesystem}")
+        elif mount not in mounts or mounts[mount][0] != v.majmin:
+            problems.append(f"{v.fstype} on {v.dev} is not mounted at {mount}")
+        elif "rw" not in mounts[mount][2]:
+            problems.append(f"{mount} ({v.fstype} on {v.dev}) is mounted read-only")
+    for i, vol in enumerate(raw):
+        v = disks.parse_volume(s.get(f"s{i}", ""), vol, "")
+        label = vol.name or vol.id
+        if not v.dev:
+            problems.append(f"storage volume {label} is not attached")
+        elif v.majmin in by_dev:
+            problems.append(f"storage volume {label} ({v.dev}) is mounted at {by_dev[v.majmin]}: Ceph needs it raw")
+    return problems
+
+
+EXPORTS = "/etc/exports.d/coursehub.exports"
+
+
+def exports_command(host: Host, settings: Settings) -> str:
+    if settings.storage.backend != "nfs":
+        return "true"
+    export = shlex.quote(settings.storage.nfs_export)
+    return sections(file=f"cat {EXPORTS}", dir=f"stat -c '%a %U' {export}",
+                    active="systemctl is-active nfs-server", live="exportfs -v")
+
+
+def exports_problems(text: str, settings: Settings) -> list[str] | Skip:
+    """storage.backend nfs: the export is configured for named clients only, live, and served."""
+    if settings.storage.backend != "nfs":
+        return Skip(f"storage.backend is {settings.storage.backend}: no NFS exports")
+    export = settings.storage.nfs_export
+    s = parse_sections(text)
+    problems = []
+    lines = [ln.split() for ln in s.get("file", "").splitlines() if ln.strip() and not ln.startswith("#")]
+    mine = [f for f in lines if f and f[0] == export]
+    if not mine:
+        problems.append(f"{EXPORTS} does not export {export}")
+    for f in mine:
+        wild = [c for c in f[1:] if c.split("(")[0] in ("", "*") or "*" in c.split("(")[0]]
+        if wild:
+            problems.append(f"{export} is exported to anyone: {' '.join(wild)}")
+    mode = s.get("dir", "").split()
+    if not mode:
+        problems.append(f"{export} does not exist")
+    elif mode[0][-1] in "2367" or mode[1] != "root":
+        problems.append(f"{export} is mode {mode[0]} owned by {mode[1]} (want 755 root)")
+    if s.get("active", "").strip() != "active":
+        problems.append(f"nfs-server is {s.get('active', '').strip() or 'not installed'}")
+    if export not in s.get("live", "").split():
+        problems.append(f"`exportfs -v` does not list {export}: the export is not live")
+    return problems
+
+
+# ----------------------------------------------------------------------------- head: cluster
+KUBELET = "kubelet.service"
+KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
+
+
+def kubelet_command(host: Host, settings: Settings) -> str:
+    return sections(unit=units_command([KUBELET]), healthz=f"curl -sS --noproxy '*' --max-time 5 {KUBELET_HEALTHZ} 2>&1")
+
+
+def kubelet_problems(text: str) -> list[str]:
+    """kubelet is enabled, running, and its health endpoint answers ok."""
+    s = parse_sections(text)
+    unit = parse_units(s.get("unit", ""), [KUBELET])[KUBELET]
+    if not unit.exists:
+        return [f"{KUBELET} is not installed: run `inv bootstrap`"]
+    problems = []
+    if not unit.running:
+        problems.append(f"{KUBELET} is {unit.active}")
+    if unit.enabled not in BOOT_STATES:
+        problems.append(f"{KUBELET} is {unit.enabled or 'not enabled'}: it would not start at boot")
+    health = " ".join(s.get("healthz", "").split())
+    if health != "ok":
+        problems.append(f"{KUBELET_HEALTHZ} answers {health[:160] or 'nothing'}")
+    return problems
+
+
+def api_command(host: Host, settings: Settings) -> str:
+    return f"{k.sh(k.readyz())} 2>&1"
+
+
+def api_problems(text: str) -> list[str]:
+    """The API server answers `ok` on /readyz (with the admin kubeconfig, as root on the head)."""
+    answer = " ".join(text.split())
+    return [] if answer == "ok" else [f"kubectl get --raw=/readyz: {answer[:200] or 'no answer'}"]
+
+
+# ----------------------------------------------------------------------------- head: single hub
+def hub_units() -> list[str]:
+    return [single.PROXY_UNIT, single.HUB_UNIT]
+
+
+# The file lists need the secrets' names, never their values: hub_files only puts them into texts we drop.
+_NO_SECRETS = {single.API_TOKEN: "", single.PROXY_TOKEN: "", single.DUMMY_PASSWORD: ""}
+
+
+def hub_file_paths(settings: Settings) -> tuple[list[str], list[str]]:
+    """(the hub's files, the proxy's files): a change to one restarts that service."""
+    return ([f.path for f in single.hub_files(settings, _NO_SECRETS)],
+            [f.path for f in single.proxy_files(settings, _NO_SECRETS, ("", ""))])
+
+
+def hub_command(host: Host, settings: Settings) -> str:
+    hub_files, proxy_files = hub_file_paths(settings)
+    return sections(units=units_command(hub_units()), files=files_command(hub_files + proxy_files))
+
+
+def hub_problems(text: str, settings: Settings) -> list[str]:
+    """The hub and its proxy are enabled, running, and started after their files last changed."""
+    s = parse_sections(text)
+    units = parse_units(s.get("units", ""), hub_units())
+    hub_files, proxy_files = hub_file_paths(settings)
+    paths = hub_files + proxy_files
+    states = dict(zip(paths, parse_files(s.get("files", ""), len(paths)), strict=True))
+    problems = []
+    for name, files in ((single.PROXY_UNIT, proxy_files), (single.HUB_UNIT, hub_files)):
+        unit = units[name]
+        if not unit.exists:
+            problems.append(f"{name} is not installed: run `inv hub`")
+            continue
+        if not unit.running:
+            problems.append(f"{name} is {unit.active}")
+        elif stale_since(unit, [states[f].mtime for f in files]):
+            problems.append(f"{name} runs with older configuration (a file changed after its start; restart pending)")
+        if unit.enabled not in BOOT_STATES:
+            problems.append(f"{name} is {unit.enabled or 'not enabled'}: it would not start at boot")
+    return problems
+
+
+def hub_url(settings: Settings, address: str = "127.0.0.1") -> str:
+    scheme = "http" if settings.hub.https == "none" else "https"
+    return f"{scheme}://{address}:{single.public_port(settings)}/hub/api/"
+
+
+def port_command(host: Host, settings: Settings) -> str:
+    port = single.public_port(settings)
+    return sections(
+        listen=f"ss -Hltn 'sport = :{port}'",
+        http=f"curl -sS -k --noproxy '*' --max-time 10 -o /dev/null -w '%{{http_code}}' {hub_url(settings)} 2>&1",
+    )
+
+
+def port_problems(text: str, settings: Settings, outside: str) -> list[str]:
+    """The hub's public port listens on the head, the hub answers through it there, and from here.
+
+    `outside` is "" when this machine reached the port over TCP, else the error.
+    """
+    port = single.public_port(settings)
+    s = parse_sections(text)
+    problems = []
+    if not s.get("listen", "").strip():
+        problems.append(f"nothing listens on port {port}")
+    answer = s.get("http", "").strip()
+    code, error = answer[-3:], answer[:-3].strip()  # curl -w '%{http_code}' comes last; 000: no HTTP answer
+    if code != "200":
+        got = f"HTTP {code}" if code.isdigit() and code != "000" else (error[:160] or "no answer")
+        problems.append(f"GET {hub_url(settings)} on the head: {got}")
+    if outside:
+        problems.append(f"port {port} does not answer from this machine: {outside}")
+    return problems
