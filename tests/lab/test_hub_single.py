@@ -2,13 +2,12 @@
 
 One lab host (node1) is the head; the test writes a hand-made inventory for it and a
 vars file (topology single, dummy login, the lab's package proxy), then drives the
-same code `inv hub`, `inv hub.health` and `inv ops.*` run. Holds /tmp/coursehub-lab.lock
-for the whole module (other lab tests use the same machine).
+same code `inv hub`, `inv hub.health` and `inv ops.*` run. The `lab` fixture holds
+/tmp/coursehub-lab.lock for the whole module (other lab tests use the same machine).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -26,14 +25,7 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def lab_lock() -> Iterator[None]:
-    with open("/tmp/coursehub-lab.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-@pytest.fixture(scope="module")
-def hub_env(lab_lock: None, lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def hub_env(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Inventory + vars file for node1 as a single-node hub; COURSEHUB_* point at them."""
     from coursehub import fleet, inventory
     from coursehub.settings import load
