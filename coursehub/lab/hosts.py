@@ -34,10 +34,11 @@ from pathlib import Path
 
 from coursehub.lab import image, loopdev, net
 from coursehub.lab.backend import HostFault, HostKeys, ServerSpec
-from coursehub.lab.guest import extra_ca_certs, hostname_for, new_host_key, personalize
+from coursehub.lab.guest import HostKey, extra_ca_certs, hostname_for, new_host_key, personalize
 from coursehub.lab.machine import CGROUP_PARENT, PROPAGATE_DIR, HostDir, remove_cgroup_tree
 from coursehub.lab.proxy import DEFAULT_PORT, LabProxy, guest_client_files
-from coursehub.lab.supervisor import cgroup_hierarchies
+from coursehub.lab.proxy import listening as proxy_listening
+from coursehub.lab.supervisor import cgroup_hierarchies, start_time
 
 STATE_FILE = "hosts-lab.json"
 SYSCTL_FILE = "hosts-sysctl-saved.json"
@@ -110,13 +111,17 @@ class HostsBackend:
         self._lock = threading.RLock()
         self._closed = False
         _claim(self.lab_dir, self.net)
-        self.hosts_dir.mkdir(parents=True, exist_ok=True)
-        self.volumes_dir.mkdir(parents=True, exist_ok=True)
-        net.raise_sysctls(self.lab_dir / SYSCTL_FILE)
-        net.bridge_up(self.net)
         self.proxy: LabProxy | None = None
-        if proxy:
-            self.proxy = LabProxy(self.net.gateway, DEFAULT_PORT, log_path=self.lab_dir / "proxy.log").start()
+        try:
+            self.hosts_dir.mkdir(parents=True, exist_ok=True)
+            self.volumes_dir.mkdir(parents=True, exist_ok=True)
+            net.raise_sysctls(self.lab_dir / SYSCTL_FILE)
+            net.bridge_up(self.net)
+            if proxy:
+                self.proxy = LabProxy(self.net.gateway, DEFAULT_PORT, log_path=self.lab_dir / "proxy.log").start()
+        except BaseException:
+            teardown(self.lab_dir)  # undo the half-made lab
+            raise
         self._base: Path | None = None
         self._base_error = ""
         self._extra_cas: list[str] = []
@@ -174,7 +179,7 @@ class HostsBackend:
             host.thread.start()
             return host.keys
 
-    def _build(self, host: _Host, key: object) -> None:
+    def _build(self, host: _Host, key: HostKey) -> None:
         spec = host.spec
         try:
             base = self.wait_base(timeout=900)
@@ -184,7 +189,7 @@ class HostsBackend:
                 net.host_up(spec.index, spec.address, spec.mac, self.net)
                 host.dir.prepare(base)
                 personalize(host.dir.merged, hostname=host.hostname, address=spec.address, peers=spec.peers,
-                            user=spec.user, public_key=spec.public_key, host_key=key,  # type: ignore[arg-type]
+                            user=spec.user, public_key=spec.public_key, host_key=key,
                             gateway=self.net.gateway, user_data=spec.user_data, extra_cas=self._extra_cas,
                             files=self._client_files)
                 host.dir.write_boot(host.hostname)
@@ -243,6 +248,18 @@ class HostsBackend:
             return None
         return host.state == "up"
 
+    def console_log(self, server_id: str, limit: int = 65536) -> str:
+        """The end of the host's console output (what systemd printed while booting)."""
+        host = self._hosts.get(server_id)
+        if host is None:
+            return ""
+        try:
+            with open(host.dir.path / "console.log", "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
     def error(self, server_id: str) -> str:
         """Why a server failed (empty if it did not)."""
         host = self._hosts.get(server_id)
@@ -259,12 +276,17 @@ class HostsBackend:
             time.sleep(0.02)
 
     def delete(self, server_id: str) -> None:
-        """Power the host off (cleanly, killed after a deadline) and remove all of it (idempotent)."""
-        with self._lock:
-            host = self._hosts.pop(server_id, None)
+        """Power the host off (cleanly, killed after a deadline) and remove all of it (idempotent).
+
+        The server keeps its index until everything is gone, so no new server can take
+        its netns or address meanwhile; its volumes are detached and keep their data.
+        """
+        host = self._hosts.get(server_id)
         if host is None:
             return
         with host.lock:
+            if host.state == "deleted":
+                return
             host.state, host.gen = "deleted", host.gen + 1
         if host.thread:
             host.thread.join(timeout=60)
@@ -273,6 +295,8 @@ class HostsBackend:
         _stop_hosts([host.dir], STOP_DEADLINE)
         _reap(host)
         host.dir.remove()
+        with self._lock:
+            self._hosts.pop(server_id, None)
 
     def host_dir(self, server_id: str) -> HostDir:
         """The host's on-disk record (paths, PIDs, out-of-band exec)."""
@@ -323,21 +347,10 @@ class HostsBackend:
             if host is not None and vol.device:
                 with contextlib.suppress(OSError, RuntimeError):
                     host.dir.set_device(vol.device, None)
-            elif vol.server_id and vol.device:  # host being deleted: its record only
-                hd = HostDir(self.hosts_dir / f"h{self._index_of(vol.server_id)}")
-                with contextlib.suppress(OSError, ValueError):
-                    hd.set_device(vol.device, None)
             if vol.loop:
                 loopdev.detach(vol.loop)
             vol.server_id = vol.device = vol.loop = None
             vol.save()
-
-    def _index_of(self, server_id: str) -> int:
-        for p in self.hosts_dir.glob("h*/spec.json"):
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(p.read_text()).get("id") == server_id:
-                    return int(p.parent.name[1:])
-        raise ValueError(server_id)
 
     def extend(self, volume_id: str, size_gb: int) -> None:
         """Grow the backing file; an attached device grows at once (`losetup -c`)."""
@@ -449,9 +462,18 @@ def _host_dirs(lab_dir: Path) -> list[HostDir]:
     return [HostDir(p) for p in sorted(d.glob("h[0-9]*")) if p.is_dir()] if d.is_dir() else []
 
 
+def _owner_alive(lab_dir: Path) -> bool:
+    """Is the process that made this lab (recorded in its state file) still running?"""
+    try:
+        rec = json.loads((lab_dir / STATE_FILE).read_text())
+        return start_time(int(rec["pid"])) == rec.get("start")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _claim(lab_dir: Path, lab_net: net.LabNet) -> None:
     """Refuse to start over a running lab; clean up after a dead one."""
-    if any(h.alive() for h in _host_dirs(lab_dir)):
+    if any(h.alive() for h in _host_dirs(lab_dir)) or _owner_alive(lab_dir):
         raise LabBusy(f"a lab is running in {lab_dir} (run teardown first)")
     mine = (lab_dir / STATE_FILE).exists()
     if mine:
@@ -459,7 +481,8 @@ def _claim(lab_dir: Path, lab_net: net.LabNet) -> None:
     elif net.bridge_exists():
         raise LabBusy(f"bridge {net.BRIDGE} exists but {lab_dir} did not make it: another lab is up")
     lab_dir.mkdir(parents=True, exist_ok=True)
-    (lab_dir / STATE_FILE).write_text(json.dumps({"subnet": str(lab_net.subnet), "pid": os.getpid()}))
+    (lab_dir / STATE_FILE).write_text(json.dumps({"subnet": str(lab_net.subnet), "pid": os.getpid(),
+                                                  "start": start_time(os.getpid())}))
 
 
 def _stop_hosts(hosts: list[HostDir], deadline_s: float) -> None:
@@ -544,4 +567,6 @@ def leftovers(lab_dir: Path) -> list[str]:
         out.append(f"sysctl {name} = {now} (was {old})")
     if (lab_dir / SYSCTL_FILE).exists():
         out.append(f"sysctl values saved but not restored: {lab_dir / SYSCTL_FILE}")
+    if proxy_listening(lab_net.gateway, DEFAULT_PORT):
+        out.append(f"proxy still listening on {lab_net.gateway}:{DEFAULT_PORT}")
     return out

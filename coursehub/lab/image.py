@@ -12,6 +12,10 @@ Debian root filesystem that every lab host uses as its (read-only) overlay lower
 - Cache directory: `$COURSEHUB_LAB_CACHE` or `/var/cache/coursehub-lab`. A file lock
   makes concurrent callers wait for one build instead of running two.
 
+`lab-cgroup-rw.service` (cgroup v1 controllers read-write, which `docker run` needs) is
+pulled in by docker.service/containerd.service through .wants links made here, so it
+costs nothing at boot and works once CourseHub installs docker through the proxy.
+
 Per-host settings (hostname, keys, the image user, the bridge address for apt and NTP)
 are written into each host's overlay at creation, not baked in here.
 """
@@ -73,7 +77,7 @@ RemainAfterExit=yes
 ExecStart=/bin/sh -c 'for c in /sys/fs/cgroup/*; do mountpoint -q "$c" && mount -o remount,bind,rw "$c" || true; done'
 
 [Install]
-WantedBy=multi-user.target
+WantedBy=docker.service containerd.service
 """
 
 
@@ -113,8 +117,10 @@ cat > "$R/etc/apt/apt.conf.d/90coursehub-lab-proxy" <<'EOF'
 {apt_proxy_conf(DEFAULT_GATEWAY)}EOF
 cat > "$R/etc/systemd/system/lab-cgroup-rw.service" <<'EOF'
 {CGROUP_RW_UNIT}EOF
-mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
-ln -sf /etc/systemd/system/lab-cgroup-rw.service "$R/etc/systemd/system/multi-user.target.wants/lab-cgroup-rw.service"
+for u in docker.service containerd.service; do
+  mkdir -p "$R/etc/systemd/system/$u.wants"
+  ln -sf /etc/systemd/system/lab-cgroup-rw.service "$R/etc/systemd/system/$u.wants/lab-cgroup-rw.service"
+done
 mkdir -p "$R/var/lib/docker" "$R/var/lib/containerd"
 """
 

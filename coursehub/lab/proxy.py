@@ -289,6 +289,16 @@ class _Server(ThreadingHTTPServer):
             self._log = None
 
 
+def listening(address: str, port: int = DEFAULT_PORT) -> bool:
+    """Is some process of this machine (this network namespace) listening on address:port?"""
+    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(address), 'big')):08X}:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f[1] == want and f[3] == "0A" for f in (ln.split() for ln in lines))
+
+
 class LabProxy:
     """The proxy, served from a daemon thread: `LabProxy(address).start()` ... `.stop()`."""
 

@@ -19,6 +19,7 @@ SIGTERM makes it create HOSTDIR/stop and pass SIGTERM to nspawn (a clean powerof
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -131,7 +132,8 @@ def make_device_nodes(init_pid: int, devices: dict[str, list[int]]) -> None:
             os.unlink(node)
         except FileNotFoundError:
             pass
-        os.mknod(node, stat.S_IFBLK | 0o660, os.makedev(major, minor))
+        with contextlib.suppress(FileExistsError):  # made at the same moment by the backend's attach()
+            os.mknod(node, stat.S_IFBLK | 0o660, os.makedev(major, minor))
 
 
 def _restore_devices(hdir: Path, nspawn_pid: int, deadline: float) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labkit import Lab, LabHost, make_spec, write_known_hosts
+from tests.lab.labkit import Lab, LabHost, lab_lock, make_spec, write_known_hosts
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +31,17 @@ def lab(client_key: tuple[Path, str]) -> Iterator[Lab]:
     from coursehub.lab.hosts import HostsBackend
 
     lab_dir = Path(f"/var/tmp/coursehub-lab-test-{os.getpid()}")
-    backend = HostsBackend(lab_dir)
-    try:
-        backend.wait_base(timeout=900)
-        key, pub = client_key
-        hosts = [LabHost(spec, backend.create(spec)) for spec in (make_spec(i, pub, 3) for i in (1, 2, 3))]
-        known = lab_dir / "known_hosts"
-        write_known_hosts(known, hosts)
-        states = backend.wait_ready([h.spec.id for h in hosts], timeout=120)
-        assert all(states.values()), {i: backend.error(i) for i in states}
-        yield Lab(backend=backend, hosts=hosts, key=key, known_hosts=known, dir=lab_dir)
-    finally:
-        backend.close()
-        subprocess.run(["rm", "-rf", "--one-file-system", str(lab_dir)], check=False)
+    with lab_lock():
+        backend = HostsBackend(lab_dir)
+        try:
+            backend.wait_base(timeout=900)
+            key, pub = client_key
+            hosts = [LabHost(spec, backend.create(spec)) for spec in (make_spec(i, pub, 3) for i in (1, 2, 3))]
+            known = lab_dir / "known_hosts"
+            write_known_hosts(known, hosts)
+            states = backend.wait_ready([h.spec.id for h in hosts], timeout=120)
+            assert all(states.values()), {i: backend.error(i) for i in states}
+            yield Lab(backend=backend, hosts=hosts, key=key, known_hosts=known, dir=lab_dir)
+        finally:
+            backend.close()
+            subprocess.run(["rm", "-rf", "--one-file-system", str(lab_dir)], check=False)

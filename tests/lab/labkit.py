@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +18,29 @@ from coursehub.lab.backend import HostKeys, ServerSpec
 CAN_RUN_LAB = os.geteuid() == 0 and all(shutil.which(t) for t in ("systemd-nspawn", "mmdebstrap", "ip", "ssh"))
 SKIP_REASON = "lab tests need root, systemd-nspawn, mmdebstrap, iproute2 and openssh-client"
 USER = "debian"
+# Held while a test lab is up: two labs on one machine would share the bridge and addresses.
+LAB_LOCK = Path("/tmp/coursehub-lab.lock")
+
+
+@contextmanager
+def lab_lock(timeout: float = 1800.0) -> Iterator[None]:
+    """Hold the machine's lab lock; also wait for a lab made without it (lab.up) to go away."""
+    end = time.monotonic() + timeout
+    with open(LAB_LOCK, "a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise TimeoutError(f"another lab held {LAB_LOCK} for {timeout:.0f} s") from None
+                time.sleep(0.5)
+        try:
+            while os.path.exists("/sys/class/net/labbr0") and time.monotonic() < end:
+                time.sleep(0.5)  # a lab that took no lock (e.g. `inv lab.up`): wait for its teardown
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass

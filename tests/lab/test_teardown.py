@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labkit import CAN_RUN_LAB, SKIP_REASON, make_spec
+from tests.lab.labkit import CAN_RUN_LAB, SKIP_REASON, lab_lock, make_spec
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(not CAN_RUN_LAB, reason=SKIP_REASON)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +27,15 @@ def _teardown_in_fresh_process(lab_dir: Path, deadline: float = 10.0) -> list[st
 
 @pytest.fixture
 def lab_dir() -> Iterator[Path]:
-    d = Path(f"/var/tmp/coursehub-lab-teardown-{os.getpid()}")
-    yield d
     from coursehub.lab.hosts import teardown
 
-    teardown(d, 1.0)
-    subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=False)
+    d = Path(f"/var/tmp/coursehub-lab-teardown-{os.getpid()}")
+    with lab_lock():
+        try:
+            yield d
+        finally:
+            teardown(d, 1.0)
+            subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=False)
 
 
 def test_each_kind_of_leftover_is_seen_and_removed(lab_dir: Path) -> None:
