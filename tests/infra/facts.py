@@ -315,12 +315,15 @@ def written_paths(host: Host, settings: Settings) -> tuple[list[str], list[str]]
 
 def world_writable_command(host: Host, settings: Settings) -> str:
     trees, tops = written_paths(host, settings)
-    deep = " ".join(shlex.quote(p) for p in trees)
-    top = " ".join(shlex.quote(p) for p in tops)
-    # The login user's ~/.kube (the admin kubeconfig CourseHub copies there) is named with ~user.
+    # The login user's ~/.kube (the admin kubeconfig CourseHub copies there), named by ~user.
     kube = f"~{host.user}/.kube" if host.user != "root" else "/root/.kube"
-    return (f'for p in {deep} {kube}; do [ -e "$p" ] && find "$p" -xdev ! -type l -perm -0002 -print; done; '
-            f'for p in {top}; do [ -e "$p" ] && find "$p" -maxdepth 0 ! -type l -perm -0002 -print; done; true')
+    return find_world_writable([shlex.quote(p) for p in trees] + [kube], [shlex.quote(p) for p in tops])
+
+
+def find_world_writable(trees: list[str], tops: list[str]) -> str:
+    """Shell listing what is writable by others: anywhere in `trees`, and `tops` themselves (words, quoted)."""
+    return (f'for p in {" ".join(trees)}; do [ -e "$p" ] && find "$p" -xdev ! -type l -perm -0002 -print; done; '
+            f'for p in {" ".join(tops)}; do [ -e "$p" ] && find "$p" -maxdepth 0 ! -type l -perm -0002 -print; done; true')
 
 
 def world_writable_problems(text: str) -> list[str]:
