@@ -40,10 +40,10 @@ def check(c, hosts="", role="", parallel=0):
         load(inv.dir)  # registers the generated secrets with the redactor: none may appear in the output
     except SecretsError as e:
         raise Exit(str(e), code=2) from None
-    started, redact = chk.now(), redactor()
-    print(f"check: {len(chosen)} hosts, up to {parallel or s.parallel} at once (read-only)")
+    started, redact, parallel = chk.now(), redactor(), parallel or s.parallel
+    print(f"check: {len(chosen)} hosts, {min(parallel, len(chosen))} at once, one pytest each (read-only)")
     try:
-        reports = chk.run(inv, chosen, vars_path(), parallel=parallel or s.parallel)
+        reports = chk.run(inv, chosen, vars_path(), parallel=parallel)
     except chk.CheckError as e:
         raise Exit(str(e), code=2) from None
     seconds = (chk.now() - started).total_seconds()
