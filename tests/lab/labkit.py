@@ -24,20 +24,14 @@ LAB_LOCK = Path("/tmp/coursehub-lab.lock")
 
 @contextmanager
 def lab_lock(timeout: float = 1800.0) -> Iterator[None]:
-    """Hold the machine's lab lock; also wait for a lab made without it (lab.up) to go away."""
-    end = time.monotonic() + timeout
+    """Hold the machine's lab lock (blocking, like every lab user); then wait (bounded) for a
+    lab made without it (`inv lab.up`) to go away."""
     with open(LAB_LOCK, "a") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > end:
-                    raise TimeoutError(f"another lab held {LAB_LOCK} for {timeout:.0f} s") from None
-                time.sleep(0.5)
+        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            end = time.monotonic() + timeout
             while os.path.exists("/sys/class/net/labbr0") and time.monotonic() < end:
-                time.sleep(0.5)  # a lab that took no lock (e.g. `inv lab.up`): wait for its teardown
+                time.sleep(0.5)
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

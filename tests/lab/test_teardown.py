@@ -92,6 +92,9 @@ def test_fresh_process_tears_down_running_hosts(lab_dir: Path, client_key: tuple
         with pytest.raises(LabBusy):
             HostsBackend(lab_dir.with_name(lab_dir.name + "-other"))  # the bridge is taken
         assert _teardown_in_fresh_process(lab_dir) == []
+        # all that is left is this process's proxy thread: lab.down stops the API process first
+        assert leftovers(lab_dir) == ["proxy still listening on 10.77.0.1:3142"]
+        backend.proxy.stop()
         assert leftovers(lab_dir) == []
     finally:
         backend.close()
