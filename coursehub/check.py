@@ -236,16 +236,23 @@ def render_table(reports: Sequence[HostReport]) -> str:
 
 
 def details(reports: Sequence[HostReport]) -> list[str]:
-    """One line per failed, broken and skipped check (failures first), and per host that could not be checked."""
+    """One line per broken, failed and skipped check (in that order), and per host that could not be checked.
+
+    A host's checks skipped for the same reason share one line.
+    """
     width = max([len(r.host) for r in reports] + [4])
     out = []
+    for r in reports:
+        if r.error:
+            out.append(f"{r.host:<{width}}  {'ERR':<4}  {r.error}")
     for wanted in (ERROR, FAILED, SKIPPED):
         for r in reports:
-            if wanted == ERROR and r.error:
-                out.append(f"{r.host:<{width}}  {'ERR':<4}  {r.error}")
+            by_reason: dict[str, list[str]] = {}
             for c, o in r.checks.items():
                 if o.status == wanted:
-                    out.append(f"{r.host:<{width}}  {CELL[wanted]:<4}  {c}: {o.message}")
+                    by_reason.setdefault(o.message, []).append(c)
+            for message, checks in by_reason.items():
+                out.append(f"{r.host:<{width}}  {CELL[wanted]:<4}  {', '.join(checks)}: {message}")
     return out
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from coursehub.inventory import Host, Inventory
     from coursehub.settings import Settings
 
+NOT_CHECKED = "not checked: no login (see ssh)"
 _TARGETS: list[Targets] = []  # this process's one Targets, made on first use
 
 
@@ -137,9 +138,8 @@ def _reachable(request: pytest.FixtureRequest) -> None:
     """Skip a host's checks when it cannot be logged into (test_ssh fails and says why)."""
     if "host" not in request.fixturenames or request.node.originalname == "test_ssh":
         return
-    problem = targets(request.config).login_problem(request.getfixturevalue("host"))
-    if problem:
-        pytest.skip(f"not checked: {problem}")
+    if targets(request.config).login_problem(request.getfixturevalue("host")):
+        pytest.skip(NOT_CHECKED)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -80,8 +80,7 @@ class Targets:
                 r = host.run("id -u")
             except RuntimeError as e:  # ssh exited 255: connection, host key or login refused
                 out = e.args[0] if e.args else None
-                text = getattr(out, "stderr", "") or str(out or "")
-                self.logins[name] = "cannot log in: " + (" ".join(text.split())[:300] or "ssh exited 255")
+                self.logins[name] = "cannot log in: " + ssh_error(getattr(out, "stderr", "") or str(out or ""))
             else:
                 root = r.rc == 0 and r.stdout.strip() == "0"
                 why = " ".join((r.stderr or r.stdout).split())[:200]
@@ -107,6 +106,12 @@ class Targets:
         shutil.rmtree(self.control, ignore_errors=True)
         self.control = ""
         self.hosts.clear()
+
+
+def ssh_error(stderr: str) -> str:
+    """The lines of OpenSSH's complaint that say what happened (not its @@@ banner), as one line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.lstrip().startswith("@")]
+    return " ".join(" ".join(lines[-2:]).split())[:300] or "ssh exited 255"
 
 
 def verdict(result: list[str] | Skip) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.infra import facts
+from tests.infra import roles
 from tests.infra.targets import verdict
 
 if TYPE_CHECKING:
@@ -18,28 +18,28 @@ ROLE = "head"
 
 
 @pytest.mark.topology("cluster")
-@pytest.mark.probe(command=facts.kubelet_command)
+@pytest.mark.probe(command=roles.kubelet_command)
 def test_kubelet(probed: str) -> None:
     """kubelet is enabled, running and healthy (its /healthz answers ok)."""
-    verdict(facts.kubelet_problems(probed))
+    verdict(roles.kubelet_problems(probed))
 
 
 @pytest.mark.topology("cluster")
-@pytest.mark.probe(command=facts.api_command)
+@pytest.mark.probe(command=roles.api_command)
 def test_api(probed: str) -> None:
     """The Kubernetes API server is ready (/readyz, with the admin kubeconfig, on the head)."""
-    verdict(facts.api_problems(probed))
+    verdict(roles.api_problems(probed))
 
 
 @pytest.mark.topology("single")
-@pytest.mark.probe(command=facts.hub_command)
+@pytest.mark.probe(command=roles.hub_command)
 def test_hub(probed: str, settings: Settings) -> None:
     """coursehub-hub and coursehub-proxy are enabled, running, and not behind their configuration."""
-    verdict(facts.hub_problems(probed, settings))
+    verdict(roles.hub_problems(probed, settings))
 
 
 @pytest.mark.topology("single")
-@pytest.mark.probe(command=facts.port_command)
+@pytest.mark.probe(command=roles.port_command)
 def test_port(probed: str, node: Host, settings: Settings) -> None:
     """The hub's public port listens, the hub answers through it on the head, and it is reachable from here."""
     from coursehub.hub import single
@@ -49,4 +49,4 @@ def test_port(probed: str, node: Host, settings: Settings) -> None:
             outside = ""
     except OSError as e:
         outside = str(e) or type(e).__name__
-    verdict(facts.port_problems(probed, settings, outside))
+    verdict(roles.port_problems(probed, settings, outside))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.infra import facts
+from tests.infra import roles
 from tests.infra.targets import verdict
 
 if TYPE_CHECKING:
@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 ROLE = "storage"
 
 
-@pytest.mark.probe(command=facts.storage_volumes_command)
+@pytest.mark.probe(command=roles.storage_volumes_command)
 def test_volume_fs(probed: str, node: Host, settings: Settings) -> None:
     """Data volumes hold a filesystem mounted read-write; raw (Ceph) volumes are attached and unmounted."""
-    verdict(facts.volume_fs_problems(probed, node, settings))
+    verdict(roles.volume_fs_problems(probed, node, settings))
 
 
-@pytest.mark.probe(command=facts.exports_command)
+@pytest.mark.probe(command=roles.exports_command)
 def test_exports(probed: str, settings: Settings) -> None:
     """storage.nfs_export is exported to named clients only, live, by a running nfs-server; not world-writable."""
-    verdict(facts.exports_problems(probed, settings))
+    verdict(roles.exports_problems(probed, settings))

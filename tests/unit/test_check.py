@@ -22,7 +22,7 @@ from coursehub import check
 from coursehub.check import ERROR, FAILED, OK, SKIPPED, HostReport, Outcome
 from coursehub.inventory import Host, Inventory, Volume
 from coursehub.settings import Settings, from_dict
-from tests.infra import facts
+from tests.infra import facts, roles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +110,31 @@ def test_details_list_errors_then_failures_then_skips() -> None:
         "node2            skip  clock: container",
     ]
     assert check.render_table(reports()).endswith("\n".join(lines))
+
+
+def test_details_group_a_hosts_skips_that_share_a_reason() -> None:
+    unreachable = HostReport("node2", {"ssh": Outcome(FAILED, "cannot log in: Connection refused"),
+                                       "swap": Outcome(SKIPPED, "not checked: no login (see ssh)"),
+                                       "clock": Outcome(SKIPPED, "not checked: no login (see ssh)")})
+    assert check.details([unreachable]) == ["node2  FAIL  ssh: cannot log in: Connection refused",
+                                            "node2  skip  swap, clock: not checked: no login (see ssh)"]
+
+
+def test_ssh_error_keeps_what_ssh_says_not_its_banner() -> None:
+    from tests.infra.targets import ssh_error
+
+    changed = ("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+               "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
+               "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+               "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n"
+               "Offending ED25519 key in /inv/known_hosts:2\n"
+               "Host key for lab-1 has changed and you have requested strict checking.\n"
+               "Host key verification failed.\n")
+    assert ssh_error(changed) == ("Host key for lab-1 has changed and you have requested strict checking. "
+                                  "Host key verification failed.")
+    assert ssh_error("ssh: connect to host 10.77.0.11 port 22: Connection refused\r\n") == (
+        "ssh: connect to host 10.77.0.11 port 22: Connection refused")
+    assert ssh_error("") == "ssh exited 255"
 
 
 def test_exit_code_and_summary() -> None:
@@ -425,65 +450,65 @@ def test_volume_fs_judge(settings: Settings) -> None:
     d0 = "source=device\ndev=/dev/vdb\nmajmin=fe:10\nblkid_TYPE=xfs\nblkid_UUID=u\n"
     s0 = "source=device\ndev=/dev/vdc\nmajmin=fe:20\n"
     good = sections(mounts="254:16 /mnt/data xfs rw,relatime\n", d0=d0, s0=s0)
-    assert facts.volume_fs_problems(good, host, settings) == []
+    assert roles.volume_fs_problems(good, host, settings) == []
     bad = sections(mounts="254:16 /mnt/data xfs ro,relatime\n254:32 /mnt/ceph ext4 rw\n", d0=d0, s0=s0)
-    assert facts.volume_fs_problems(bad, host, settings) == [
+    assert roles.volume_fs_problems(bad, host, settings) == [
         "/mnt/data (xfs on /dev/vdb) is mounted read-only",
         "storage volume c-1-storage (/dev/vdc) is mounted at /mnt/ceph: Ceph needs it raw"]
     blank = sections(mounts="", d0="source=device\ndev=/dev/vdb\nmajmin=fe:10\n", s0="source=none\ndev=\n")
-    assert facts.volume_fs_problems(blank, host, settings) == [
+    assert roles.volume_fs_problems(blank, host, settings) == [
         "/dev/vdb (data volume c-1-data) holds no filesystem, not xfs", "storage volume c-1-storage is not attached"]
-    assert isinstance(facts.volume_fs_problems("", Host("s", "10.0.0.3", roles=["storage"]), settings), facts.Skip)
+    assert isinstance(roles.volume_fs_problems("", Host("s", "10.0.0.3", roles=["storage"]), settings), facts.Skip)
 
 
 def test_exports_judge(settings: Settings, vars_dict: dict[str, Any]) -> None:
-    assert isinstance(facts.exports_problems("", settings), facts.Skip)  # storage.backend cinder
+    assert isinstance(roles.exports_problems("", settings), facts.Skip)  # storage.backend cinder
     nfs = make(vars_dict, storage={"backend": "nfs"})
     good = sections(file="# CourseHub\n/srv/coursehub 10.0.0.1(rw,sync) 10.0.0.2(rw,sync)\n", dir="755 root\n",
                     active="active\n", live="/srv/coursehub\n\t\t10.0.0.1(rw,sync)\n")
-    assert facts.exports_problems(good, nfs) == []
+    assert roles.exports_problems(good, nfs) == []
     bad = sections(file="/srv/coursehub *(rw) 10.0.0.1(rw)\n", dir="777 nobody\n", active="failed\n", live="")
-    assert facts.exports_problems(bad, nfs) == [
+    assert roles.exports_problems(bad, nfs) == [
         "/srv/coursehub is exported to anyone: *(rw)", "/srv/coursehub is mode 777 owned by nobody (want 755 root)",
         "nfs-server is failed", "`exportfs -v` does not list /srv/coursehub: the export is not live"]
-    assert facts.exports_problems(sections(file="", dir="", active="", live=""), nfs)[:2] == [
+    assert roles.exports_problems(sections(file="", dir="", active="", live=""), nfs)[:2] == [
         "/etc/exports.d/coursehub.exports does not export /srv/coursehub", "/srv/coursehub does not exist"]
 
 
 def test_cluster_head_judges() -> None:
-    assert facts.kubelet_problems(sections(unit=unit_block("kubelet.service"), healthz="ok")) == []
-    assert facts.kubelet_problems(sections(unit=unit_block("kubelet.service", active="activating", enabled="disabled"),
+    assert roles.kubelet_problems(sections(unit=unit_block("kubelet.service"), healthz="ok")) == []
+    assert roles.kubelet_problems(sections(unit=unit_block("kubelet.service", active="activating", enabled="disabled"),
                                            healthz="curl: (7) Failed to connect")) == [
         "kubelet.service is disabled: it would not start at boot",
         "http://127.0.0.1:10248/healthz answers curl: (7) Failed to connect"]
-    assert facts.api_problems("ok\n") == []
-    assert facts.api_problems("The connection to the server 10.0.0.1:6443 was refused\n") == [
+    assert roles.api_problems("ok\n") == []
+    assert roles.api_problems("The connection to the server 10.0.0.1:6443 was refused\n") == [
         "kubectl get --raw=/readyz: The connection to the server 10.0.0.1:6443 was refused"]
-    assert "--raw=/readyz" in facts.api_command(Host("a", "10.0.0.1"), Settings())
+    assert "--raw=/readyz" in roles.api_command(Host("a", "10.0.0.1"), Settings())
 
 
 def test_single_head_judges(vars_dict: dict[str, Any]) -> None:
     s = make(vars_dict, topology="single", users={"auth": "dummy"})
-    hub_files, proxy_files = facts.hub_file_paths(s)
+    hub_files, proxy_files = roles.hub_file_paths(s)
     files = "".join(f"{'0' * 64} 644 root root 1600000000\n" for _ in hub_files + proxy_files)
     units = unit_block("coursehub-proxy.service") + "\n" + unit_block("coursehub-hub.service")
-    assert facts.hub_problems(sections(units=units, files=files), s) == []
+    assert roles.hub_problems(sections(units=units, files=files), s) == []
     lines = files.splitlines(keepends=True)
     lines[len(hub_files)] = lines[len(hub_files)].replace("1600000000", "1800000000")  # a proxy file, after its start
-    assert facts.hub_problems(sections(units=units, files="".join(lines)), s) == [
+    assert roles.hub_problems(sections(units=units, files="".join(lines)), s) == [
         "coursehub-proxy.service runs with older configuration (a file changed after its start; restart pending)"]
     down = unit_block("coursehub-proxy.service", active="failed") + "\n" + "Id=coursehub-hub.service\nLoadState=not-found\n"
-    assert facts.hub_problems(sections(units=down, files=files), s) == [
+    assert roles.hub_problems(sections(units=down, files=files), s) == [
         "coursehub-proxy.service is failed", "coursehub-hub.service is not installed: run `inv hub`"]
     ok = sections(listen="LISTEN 0 511 0.0.0.0:80 0.0.0.0:*\n", http="200")
-    assert facts.port_problems(ok, s, "") == []
+    assert roles.port_problems(ok, s, "") == []
     refused = sections(listen="", http="curl: (7) Failed to connect to 127.0.0.1 port 80: Connection refused000")
-    assert facts.port_problems(refused, s, "[Errno 111] Connection refused") == [
+    assert roles.port_problems(refused, s, "[Errno 111] Connection refused") == [
         "nothing listens on port 80",
         "GET http://127.0.0.1:80/hub/api/ on the head: curl: (7) Failed to connect to 127.0.0.1 port 80: "
         "Connection refused",
         "port 80 does not answer from this machine: [Errno 111] Connection refused"]
-    assert facts.port_problems(sections(listen="x", http="502"), s, "") == [
+    assert roles.port_problems(sections(listen="x", http="502"), s, "") == [
         "GET http://127.0.0.1:80/hub/api/ on the head: HTTP 502"]
 
 
@@ -493,8 +518,8 @@ def test_every_command_only_reads() -> None:
 
     s = Settings()
     host = Host("c-1", "10.0.0.1", roles=["head", "storage"], volumes=[DATA, STORAGE])
-    commands = [getattr(facts, n)(host, s) for n in dir(facts) if n.endswith("_command") and n != "units_command"
-                and n != "files_command"]
+    commands = [getattr(mod, n)(host, s) for mod in (facts, roles) for n in dir(mod)
+                if n.endswith("_command") and n not in ("units_command", "files_command")]
     assert len(commands) >= 12
     verbs = re.compile(r"\b(rm|mv|cp|chmod|chown|mkfs[.\w]*|mount|umount|swapoff|swapon|sed -i|tee|systemctl "
                        r"(start|stop|restart|enable|disable|mask|daemon-reload)|exportfs -r|kubectl (apply|delete)|"
