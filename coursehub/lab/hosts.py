@@ -38,7 +38,7 @@ from coursehub.lab.guest import HostKey, extra_ca_certs, hostname_for, new_host_
 from coursehub.lab.machine import CGROUP_PARENT, PROPAGATE_DIR, HostDir, remove_cgroup_tree
 from coursehub.lab.proxy import DEFAULT_PORT, LabProxy, guest_client_files
 from coursehub.lab.proxy import listening as proxy_listening
-from coursehub.lab.supervisor import cgroup_hierarchies, start_time
+from coursehub.lab.supervisor import cgroup_hierarchies, start_time, write_atomic
 
 STATE_FILE = "hosts-lab.json"
 SYSCTL_FILE = "hosts-sysctl-saved.json"
@@ -75,9 +75,7 @@ class _Volume:
     def save(self) -> None:
         rec = {"id": self.id, "size_gb": self.size_gb, "server_id": self.server_id,
                "device": self.device, "loop": self.loop}
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(rec))
-        tmp.replace(self.path.with_suffix(".json"))
+        write_atomic(self.path.with_suffix(".json"), json.dumps(rec))
 
 
 def ssh_banner(address: str, timeout: float = 0.5) -> bool:

@@ -34,6 +34,7 @@ from coursehub.lab.supervisor import (
     guest_init,
     make_device_nodes,
     read_pidfile,
+    write_atomic,
     write_pidfile,
 )
 
@@ -164,9 +165,7 @@ class HostDir:
             devs.pop(device, None)
         else:
             devs[device] = list(numbers)
-        tmp = self.path / "devices.json.tmp"
-        tmp.write_text(json.dumps(devs))
-        tmp.replace(self.path / "devices.json")
+        write_atomic(self.path / "devices.json", json.dumps(devs))
         init = self.init_pid()
         if init is None:
             return

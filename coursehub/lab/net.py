@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from coursehub.lab.supervisor import write_atomic
+
 BRIDGE = "labbr0"
 NETNS_PREFIX = "lab-"
 VETH_PREFIX = "lv-"
@@ -157,9 +159,7 @@ def read_sysctl(name: str) -> int:
 def raise_sysctls(saved: Path) -> None:
     """Raise the inotify limits, saving the original values once in `saved`."""
     if not saved.exists():
-        tmp = saved.with_name(saved.name + ".tmp")
-        tmp.write_text(json.dumps({k: read_sysctl(k) for k in SYSCTLS}))
-        tmp.replace(saved)
+        write_atomic(saved, json.dumps({k: read_sysctl(k) for k in SYSCTLS}))
     for name, want in SYSCTLS.items():
         if read_sysctl(name) < want:
             _sysctl_path(name).write_text(f"{want}\n")

@@ -45,11 +45,16 @@ def start_time(pid: int) -> str | None:
     return data.rsplit(")", 1)[1].split()[19]
 
 
-def write_pidfile(path: Path, pid: int) -> None:
-    """Record `pid` with its start time (atomically)."""
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a small file's content at once (a unique temp name, so concurrent writers don't clash)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
-    tmp.write_text(f"{pid} {start_time(pid) or '?'}\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_pidfile(path: Path, pid: int) -> None:
+    """Record `pid` with its start time."""
+    write_atomic(path, f"{pid} {start_time(pid) or '?'}\n")
 
 
 def read_pidfile(path: Path) -> int | None:
