@@ -18,6 +18,7 @@ Stdlib only; the server runs in daemon threads of the calling process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import select
 import shutil
@@ -71,8 +72,9 @@ def apt_source_urls(root: Path = Path("/")) -> list[str]:
     return [u for src in read_sources(root) for u in src.uris]
 
 
+@functools.cache
 def pip_config(python: str | None = None) -> dict[str, list[str]]:
-    """index-url and extra-index-url from this machine's `pip config list` (each a list of URLs)."""
+    """index-url and extra-index-url from this machine's `pip config list` (read once per process)."""
     r = subprocess.run([python or sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL)
     out: dict[str, list[str]] = {}
@@ -100,20 +102,21 @@ def pip_index_urls(python: str | None = None) -> list[str]:
     return urls
 
 
-def npm_registry_urls() -> list[str]:
-    """`npm config get registry`, if npm is installed."""
+@functools.cache
+def npm_registry_urls() -> tuple[str, ...]:
+    """`npm config get registry`, if npm is installed (read once per process)."""
     npm = shutil.which("npm")
     if not npm:
-        return []
+        return ()
     r = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    return r.stdout.split() if r.returncode == 0 else []
+    return tuple(r.stdout.split()) if r.returncode == 0 else ()
 
 
 def allowlist_from_machine() -> Allowlist:
     """The registries this machine's own apt, pip and npm use."""
     http: set[str] = set()
     connect: set[str] = set()
-    for url in apt_source_urls() + pip_index_urls() + npm_registry_urls():
+    for url in [*apt_source_urls(), *pip_index_urls(), *npm_registry_urls()]:
         _add_url(url, http, connect)
     return Allowlist(http=frozenset(http), connect=frozenset(connect))
 
