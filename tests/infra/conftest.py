@@ -1,4 +1,4 @@
-"""testinfra checks of every host, by role. `inv check` runs them (one pytest per host); so can pytest:
+"""testinfra checks of every host, by role. `inv check` runs them (a few pytest processes); so can pytest:
 
     pytest tests/infra -p no:cacheprovider                          # every host of $COURSEHUB_INVENTORY
     pytest tests/infra -p no:cacheprovider --hosts=node1 --ssh-config=inventory/ssh_config
@@ -11,10 +11,12 @@ Hosts are parametrized as `ssh://<name>` on testinfra's ssh backend (see targets
 testinfra's own --hosts and --ssh-config options narrow the hosts and name the config.
 Each test module names the role its checks are for (`ROLE`, "" for every host); a test
 marked `@pytest.mark.topology("single")` runs only when vars.yml has that topology.
-A check names its read-only command with `@pytest.mark.probe(command=facts.<what>_command)` and
-judges the `probed` output; a host's commands run together, in one round trip.
-A host that cannot be logged into fails `test_ssh`, and its other checks are skipped.
-Every check only reads.
+
+A check names its read-only command with `@pytest.mark.probe(command=facts.<what>_command)`
+and judges the `probed` output. When collection is done, every selected host is logged
+into and its checks' commands run together: one round trip per host, --check-threads
+hosts at once. The checks themselves then only judge. A host that cannot be logged into
+fails `test_ssh`, and its other checks are skipped. Every check only reads.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 
 NOT_CHECKED = "not checked: no login (see ssh)"
 _TARGETS: list[Targets] = []  # this process's one Targets, made on first use
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("coursehub").addoption(
+        "--check-threads", type=int, default=20, dest="check_threads",
+        help="how many hosts this process reads at once (inv check: vars.yml `parallel` over its processes)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -116,21 +124,33 @@ def login(request: pytest.FixtureRequest, host: testinfra.host.Host) -> str:
 
 @pytest.fixture
 def probed(request: pytest.FixtureRequest, host: testinfra.host.Host) -> str:
-    """The output of this check's `probe` command on this host.
-
-    The first check on a host runs the commands of all of that host's selected checks at
-    once; the others read their part.
-    """
+    """The output of this check's `probe` command on this host (read before the checks ran)."""
     t = targets(request.config)
     name = host.backend.hostname
-    node = t.inventory.get(name)
-    commands = {}
-    for item in request.session.items:
-        mark = item.get_closest_marker("probe")
+    if name not in t.outputs:  # not prefetched (run by hand with a plugin that reorders?): read it now
+        t.probe(host, commands(request.session.items)[name])
+    return t.outputs[name].get(request.node.originalname, "")
+
+
+def commands(items: list[pytest.Item]) -> dict[str, dict[str, str]]:
+    """host -> check -> the command of each selected check that has a `probe` mark."""
+    t = _TARGETS[0]
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
         callspec = getattr(item, "callspec", None)
-        if mark is not None and callspec is not None and callspec.params.get("host") == name:
-            commands[item.originalname] = mark.kwargs["command"](node, t.settings)
-    return t.probe(host, commands).get(request.node.originalname, "")
+        name = callspec.params.get("host") if callspec is not None else None
+        if isinstance(name, str):
+            cmds = out.setdefault(name, {})
+            mark = item.get_closest_marker("probe")
+            if mark is not None:
+                cmds[item.originalname] = mark.kwargs["command"](t.inventory.get(name), t.settings)
+    return out
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Read every selected host before any check runs: logins and probes, --check-threads hosts at once."""
+    if _TARGETS and not session.config.getoption("collectonly"):
+        _TARGETS[0].prefetch(commands(session.items), session.config.getoption("check_threads"))
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,7 @@ class Skip:
 
 # ----------------------------------------------------------------------------- batching
 BATCH_MARK = "@@coursehub-check "
-PART_TIMEOUT = 60  # seconds for one check's command on the host
+PART_TIMEOUT = 30  # seconds for one check's command on the host
 
 
 def batch(commands: dict[str, str], timeout: int = PART_TIMEOUT) -> str:

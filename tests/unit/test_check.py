@@ -158,36 +158,48 @@ def test_report_is_written_under_runs(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- runner
+def test_plan_deals_hosts_to_at_most_one_process_per_cpu() -> None:
+    names = [f"h{i}" for i in range(5)]
+    assert check.plan(names, parallel=20, cpus=2) == [["h0", "h2", "h4"], ["h1", "h3"]]
+    assert check.plan(names, parallel=1, cpus=8) == [names]
+    assert check.plan(names[:1], parallel=20, cpus=8) == [["h0"]]
+    assert check.plan([], parallel=20, cpus=2) == []
+
+
 def test_run_keeps_host_order_bounds_parallelism_and_reports_progress() -> None:
     hosts = [Host(name=f"h{i}", address=f"10.0.0.{i}") for i in range(6)]
-    running, peak, lock = [0], [0], threading.Lock()
+    running, peak, calls, lock = [0], [0], [], threading.Lock()
 
-    def runner(name: str) -> HostReport:
+    def runner(names: list[str], threads: int) -> list[HostReport]:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.05 if name != "h0" else 0.4)
+            calls.append((names, threads))
+        time.sleep(0.05 if "h0" not in names else 0.3)
         with lock:
             running[0] -= 1
-        return HostReport(name, {"ssh": Outcome(FAILED if name == "h3" else OK, "no")})
+        return [HostReport(n, {"ssh": Outcome(FAILED if n == "h3" else OK, "no")}) for n in names]
 
     progress = io.StringIO()
-    out = check.run(Inventory(dir=Path("."), hosts=hosts), hosts, Path("vars.yml"), parallel=2, progress=progress,
-                    runner=runner)
+    out = check.run(Inventory(dir=Path("."), hosts=hosts), hosts, Path("vars.yml"), parallel=4, progress=progress,
+                    runner=runner, cpus=2)
     assert [r.host for r in out] == [h.name for h in hosts]
-    assert peak[0] == 2
+    assert peak[0] == 2 and sorted(calls) == [(["h0", "h2", "h4"], 2), (["h1", "h3", "h5"], 2)]
     lines = progress.getvalue().splitlines()
-    assert len(lines) == 6 and lines[-1].split()[1] == "h0"  # the slow one finished last
+    assert [ln.split()[1] for ln in lines] == ["h1", "h3", "h5", "h0", "h2", "h4"]  # the slow process last
     assert any("h3" in ln and "failed" in ln and "ssh" in ln for ln in lines)
 
 
 STAND_IN = '''
 import pytest
 
+def pytest_addoption(parser):
+    parser.addoption("--check-threads", type=int, default=20)
+
 def pytest_generate_tests(metafunc):
     if "host" in metafunc.fixturenames:
-        name = metafunc.config.getoption("hosts").removeprefix("ssh://")
-        metafunc.parametrize("host", [name], ids=[f"ssh://{name}"], indirect=True, scope="module")
+        names = [h.removeprefix("ssh://") for h in metafunc.config.getoption("hosts").split(",")]
+        metafunc.parametrize("host", names, ids=[f"ssh://{n}" for n in names], indirect=True, scope="module")
 
 @pytest.fixture(scope="module")
 def host(request):  # like tests/infra: replaces testinfra's own `host`
@@ -219,32 +231,32 @@ def stand_in(tmp_path: Path) -> Path:
     return d
 
 
-def run_stand_in(stand_in: Path, host: str, timeout: float = 60) -> HostReport:
+def run_stand_in(stand_in: Path, *hosts: str, timeout: float = 60) -> list[HostReport]:
     env = check.check_env(Path("vars.yml"), Path("inventory"))
     env["PYTHONPATH"] = str(REPO)
-    return check.run_host(host, Path("/dev/null"), env, timeout=timeout, infra=stand_in)
+    return check.run_hosts(list(hosts), Path("/dev/null"), env, timeout=timeout, infra=stand_in)
 
 
-def test_run_host_parses_a_real_pytest_run(stand_in: Path) -> None:
-    good = run_stand_in(stand_in, "good")
+def test_run_hosts_parses_a_real_pytest_run(stand_in: Path) -> None:
+    good, bad = run_stand_in(stand_in, "good", "bad")
     assert good.error == "" and good.checks == {"ssh": Outcome(OK), "swap": Outcome(OK),
                                                  "clock": Outcome(SKIPPED, "container")}
-    bad = run_stand_in(stand_in, "bad")
     assert bad.error == "" and bad.checks["swap"] == Outcome(FAILED, "swap in /etc/fstab: /swapfile")
     assert bad.failed and not good.failed
 
 
-def test_run_host_stops_a_host_at_its_deadline(stand_in: Path) -> None:
+def test_run_hosts_stops_at_its_deadline(stand_in: Path) -> None:
     t0 = time.monotonic()
-    slow = run_stand_in(stand_in, "slow", timeout=1.5)
+    (slow,) = run_stand_in(stand_in, "slow", timeout=1.5)
     assert time.monotonic() - t0 < 15
     assert slow.error == "the checks did not finish in 1.5 s" and slow.failed
 
 
-def test_run_host_reports_a_broken_check_folder(tmp_path: Path) -> None:
+def test_run_hosts_reports_a_broken_check_folder(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text("raise RuntimeError('the conftest is broken')\n")
-    r = run_stand_in(tmp_path, "good")
-    assert r.failed and r.error.startswith("pytest ") and "the conftest is broken" in r.error, r.error
+    a, b = run_stand_in(tmp_path, "a", "b")
+    assert a.failed and a.error.startswith("pytest ") and "the conftest is broken" in a.error, a.error
+    assert b.error == a.error
 
 
 def test_process_error_names_pytest_exit_codes(tmp_path: Path) -> None:
@@ -255,11 +267,11 @@ def test_process_error_names_pytest_exit_codes(tmp_path: Path) -> None:
     assert check._process_error(4, "ERROR: usage: bad\nE   UsageError: no host x", junit).startswith("pytest usage error:")
 
 
-def test_pytest_argv_checks_one_host_read_only_without_cache() -> None:
-    argv = check.pytest_argv("node1", Path("/tmp/j.xml"), Path("/inv/ssh_config"))
+def test_pytest_argv_checks_the_hosts_read_only_without_cache() -> None:
+    argv = check.pytest_argv(["node1", "node2"], Path("/tmp/j.xml"), Path("/inv/ssh_config"), 5)
     assert argv[:4] == [sys.executable, "-m", "pytest", str(check.INFRA)]
-    assert "no:cacheprovider" in argv and "--hosts=ssh://node1" in argv and "--ssh-config=/inv/ssh_config" in argv
-    assert "--junitxml=/tmp/j.xml" in argv
+    assert "no:cacheprovider" in argv and "--hosts=ssh://node1,ssh://node2" in argv
+    assert "--ssh-config=/inv/ssh_config" in argv and "--junitxml=/tmp/j.xml" in argv and "--check-threads=5" in argv
 
 
 def test_project_pytest_never_collects_tests_infra() -> None:
