@@ -10,7 +10,7 @@ from tasks._common import HOST_FLAGS, inventory, settings
 @task(default=True, help={
     "hosts": HOST_FLAGS["hosts"],
     "role": "only hosts with this role (head, compute or storage); each host gets every check for its roles",
-    "parallel": "how many hosts to check at once, one pytest process each (default: vars.yml `parallel`)",
+    "parallel": "how many hosts to read at once (default: vars.yml `parallel`)",
 })
 def check(c, hosts="", role="", parallel=0):
     """Check every host against vars.yml with the testinfra checks in tests/infra; read-only.
@@ -41,7 +41,7 @@ def check(c, hosts="", role="", parallel=0):
     except SecretsError as e:
         raise Exit(str(e), code=2) from None
     started, redact, parallel = chk.now(), redactor(), parallel or s.parallel
-    print(f"check: {len(chosen)} hosts, {min(parallel, len(chosen))} at once, one pytest each (read-only)")
+    print(f"check: {len(chosen)} hosts, {min(parallel, len(chosen))} at once (read-only)")
     try:
         reports = chk.run(inv, chosen, vars_path(), parallel=parallel)
     except chk.CheckError as e:
