@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,7 @@ class ProbeStep(Step):
         raise NotImplementedError
 
     def probe(self, remote: Remote) -> Any:
+        no_delay(remote)
         with guarded(remote, f"probe {self.name}"):
             text = remote.run(self.command(remote.host)).stdout
         return self.parse(text, remote.host)
@@ -81,6 +83,18 @@ class ProbeStep(Step):
             with guarded(remote, a.label or a.command or a.why):
                 out.append(a.run(remote))
         return out
+
+
+def no_delay(remote: Any) -> None:
+    """TCP_NODELAY on the host's SSH socket: a command then takes ~15 ms instead of ~50 ms.
+
+    Measured on the lab: without it every short command waits out a 40 ms delayed ACK.
+    (Belongs in fleet.connect; setting it again is harmless.)
+    """
+    sock = getattr(getattr(getattr(remote, "conn", None), "transport", None), "sock", None)
+    if sock is not None and hasattr(sock, "setsockopt"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def connection_lost(remote: Any) -> bool:

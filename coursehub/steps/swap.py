@@ -48,17 +48,13 @@ def parse_swaps(text: str) -> list[str]:
     return [ln.split()[0] for ln in text.splitlines()[1:] if ln.strip()]
 
 
-def parse_unit_states(listed: str, files: str) -> dict[str, str]:
-    """`list-units --type=swap --all` and `list-unit-files --type=swap` -> unit -> state."""
+def parse_unit_states(listed: str) -> dict[str, str]:
+    """`list-units --type=swap --all` -> unit -> load state (loaded / masked / not-found)."""
     out: dict[str, str] = {}
     for line in listed.splitlines():
         f = line.split()
         if len(f) >= 2 and f[0].endswith(".swap"):
-            out[f[0]] = f[1]  # loaded / masked / not-found
-    for line in files.splitlines():
-        f = line.split()
-        if len(f) >= 2 and f[0].endswith(".swap") and out.get(f[0]) != "masked":
-            out[f[0]] = f[1]  # enabled / disabled / generated / masked / static
+            out[f[0]] = f[1]
     return out
 
 
@@ -69,8 +65,9 @@ class SwapOff(ProbeStep):
         return sections(
             swaps="cat /proc/swaps",
             fstab=f"cat {FSTAB}",
+            # Every swap unit systemd has loaded (from fstab, generators or unit files), masked ones too.
+            # (Not list-unit-files: it reads every unit file on the host, ~0.35 s of a 0.42 s probe in the lab.)
             units="systemctl list-units --type=swap --all --no-legend --plain",
-            files="systemctl list-unit-files --type=swap --no-legend --plain",
             target="systemctl is-enabled swap.target",
         )
 
@@ -79,7 +76,7 @@ class SwapOff(ProbeStep):
         return SwapFacts(
             active=parse_swaps(s.get("swaps", "")),
             fstab=s.get("fstab", ""),
-            units=parse_unit_states(s.get("units", ""), s.get("files", "")),
+            units=parse_unit_states(s.get("units", "")),
             target=s.get("target", "").strip(),
         )
 
@@ -96,9 +93,9 @@ class SwapOff(ProbeStep):
         to_mask = sorted(u for u, state in fact.units.items() if state != "masked")
         if fact.target != "masked":
             to_mask.append("swap.target")
-        if to_mask or entries:
-            reload = "systemctl daemon-reload"
-            mask = f" && systemctl mask {' '.join(q(u) for u in to_mask)}" if to_mask else ""
-            actions.append(Action(why="swap units could start at boot: " + (" ".join(to_mask) or "fstab changed"),
-                                  command=reload + mask))
+        if to_mask:  # `systemctl mask` reloads systemd itself (the fstab generator included)
+            actions.append(Action(why="swap units could start at boot", command="systemctl mask "
+                                  + " ".join(q(u) for u in to_mask)))
+        elif entries:
+            actions.append(Action(why="fstab changed", command="systemctl daemon-reload"))
         return actions
