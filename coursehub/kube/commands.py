@@ -191,8 +191,8 @@ def apt_madison(packages: Iterable[str]) -> Argv:
 
 
 def apt_install_args(versions: Mapping[str, str]) -> Argv:
-    """apt-get words installing exact versions (name=version); held packages may change."""
-    return ["install", "--no-install-recommends", "--allow-change-held-packages",
+    """apt-get words installing exact versions (name=version), up or down; held packages may change."""
+    return ["install", "--no-install-recommends", "--allow-change-held-packages", "--allow-downgrades",
             *[f"{k}={v}" for k, v in versions.items()]]
 
 

@@ -313,11 +313,12 @@ def pick_version(available: Iterable[str], want: str) -> str | None:
 @dataclass(frozen=True)
 class Installed:
     version: str
-    status: str  # dpkg's abbreviation, "ii" when installed
+    status: str  # dpkg's abbreviation: wanted state, then status ("ii" installed, "hi" installed and held)
 
     @property
     def ok(self) -> bool:
-        return self.status.startswith("ii")
+        """Installed, whatever the selection: 'ii' and 'hi' (held) both count; 'rc', 'un' do not."""
+        return len(self.status) >= 2 and self.status[1] == "i"
 
 
 def parse_dpkg(text: str) -> dict[str, Installed]:

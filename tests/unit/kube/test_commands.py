@@ -96,7 +96,8 @@ def test_apt():
         "-o", "APT::Get::List-Cleanup=0"]
     assert k.apt_madison(["kubeadm", "kubelet"]) == ["apt-cache", "madison", "kubeadm", "kubelet"]
     assert k.apt_install_args({"kubeadm": "1.33.5-1.1", "kubelet": "1.33.5-1.1"}) == [
-        "install", "--no-install-recommends", "--allow-change-held-packages", "kubeadm=1.33.5-1.1", "kubelet=1.33.5-1.1"]
+        "install", "--no-install-recommends", "--allow-change-held-packages", "--allow-downgrades", "kubeadm=1.33.5-1.1",
+        "kubelet=1.33.5-1.1"]
     assert k.apt_mark_hold(["kubeadm", "kubelet", "kubectl"]) == ["apt-mark", "hold", "kubeadm", "kubelet", "kubectl"]
     assert k.dpkg_query(["kubeadm"]) == ["dpkg-query", "--show",
                                          "--showformat=${Package}\\t${Version}\\t${db:Status-Abbrev}\\n", "kubeadm"]

@@ -93,6 +93,8 @@ def test_dpkg_and_holds():
     d = parse.parse_dpkg(fixture("dpkg-query.txt"))
     assert d["kubeadm"].version == "1.33.4-1.1" and d["kubeadm"].ok
     assert not d["kubelet"].ok  # rc: removed, config left
+    # found on the lab's hosts: a held package reads "hi", and is installed
+    assert parse.Installed("1.33.5-1.1", "hi").ok and not parse.Installed("", "un").ok
     assert parse.parse_holds(fixture("showhold.txt")) == {"kubeadm", "kubectl"}
 
 

@@ -85,7 +85,7 @@ def test_install_selects_the_pinned_version(settings):
                     (r"apt-get -y -q .* install", "Setting up kubeadm (1.33.5-1.1) ...\n")])
     step._install_packages(r)
     install = r.commands[-1]
-    assert "install --no-install-recommends --allow-change-held-packages kubeadm=1.33.5-1.1 kubelet=1.33.5-1.1 kubectl=1.33.5-1.1" in install
+    assert "install --no-install-recommends --allow-change-held-packages --allow-downgrades kubeadm=1.33.5-1.1 kubelet=1.33.5-1.1 kubectl=1.33.5-1.1" in install
     assert "DEBIAN_FRONTEND=noninteractive" in install  # through the shared apt helper
 
 
