@@ -140,9 +140,11 @@ def inspect_user(c, user, namespace="", dry_run=False):
     """Mount a user's home volume in a pod (found under both KubeSpawner naming schemes) and print how to get a shell in it."""
     from coursehub.kube.ops import InspectUser
 
-    inv_dir = inventory().dir
-    hint = f"ssh -F {inv_dir / 'ssh_config'} {inventory().head().name} "
-    _run("ops.inspect-user", lambda s, inv: [InspectUser(s, user, namespace or s.hub.namespace, hint)], dry_run)
+    def steps(s, inv):
+        hint = f"ssh -F {inv.ssh_config} {inv.head().name} "
+        return [InspectUser(s, user, namespace or s.hub.namespace, hint)]
+
+    _run("ops.inspect-user", steps, dry_run)
 
 
 @task(help={"user": "the hub user whose server pod is stuck", "pod": "or: the pod's name",
@@ -153,6 +155,7 @@ def kill_stuck_pod(c, user="", pod="", namespace="", dry_run=False):
 
     from coursehub.kube.ops import KillStuckPod
 
+    settings()  # vars.yml first: bad input is reported before anything else
     if bool(user) == bool(pod):
         raise Exit("give exactly one of --user or --pod", code=2)
     _run("ops.kill-stuck-pod", lambda s, inv: [KillStuckPod(inv, namespace or s.hub.namespace, pod, user)], dry_run)
@@ -172,6 +175,7 @@ def shared_secret(c, name, from_file=None, namespace="", dry_run=False):
 
     from coursehub.kube.ops import SharedSecret
 
+    settings()  # vars.yml first: bad input is reported before anything else
     files = {}
     for item in from_file or []:
         key, eq, path = item.partition("=")
