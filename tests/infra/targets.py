@@ -114,8 +114,11 @@ class Targets:
                 try:
                     if not self.login_problem(hosts[name]):
                         self.probe(hosts[name], commands[name])
+                except RuntimeError as e:  # ssh exited 255 during the probe: the host went away
+                    out = e.args[0] if e.args else None
+                    self.logins[name] = "lost while reading the host: " + ssh_error(getattr(out, "stderr", "") or "")
                 except Exception as e:  # a broken host must not stop the others; its checks say why
-                    self.logins.setdefault(name, f"cannot check: {type(e).__name__}: {e}"[:300])
+                    self.logins[name] = f"cannot check: {type(e).__name__}: {e}"[:300]
 
         workers = [threading.Thread(target=work, args=(n,), name=f"check-{n}", daemon=True) for n in hosts]
         for w in workers:

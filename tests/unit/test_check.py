@@ -137,6 +137,51 @@ def test_ssh_error_keeps_what_ssh_says_not_its_banner() -> None:
     assert ssh_error("") == "ssh exited 255"
 
 
+class FakeResult:
+    def __init__(self, rc: int = 0, stdout: str = "", stderr: str = ""):
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
+
+
+class FakeHost:
+    """A testinfra host as Targets uses it: .backend.hostname and .run()."""
+
+    def __init__(self, name: str, script: dict[str, Any]):
+        self.backend = type("B", (), {"hostname": name})()
+        self.script = script
+        self.ran: list[str] = []
+
+    def run(self, command: str) -> FakeResult:
+        self.ran.append(command)
+        step = self.script["login" if command == "id -u" else "probe"]
+        if isinstance(step, Exception):
+            raise step
+        time.sleep(0.05)
+        return step
+
+
+def test_prefetch_reads_every_host_once_and_records_why_a_host_could_not_be_read() -> None:
+    from tests.infra.targets import Targets
+
+    refused = RuntimeError(FakeResult(255, "", "ssh: connect to host 10.0.0.3 port 22: Connection refused"))
+    scripts = {
+        "ok": {"login": FakeResult(0, "0\n"), "probe": FakeResult(0, "@@coursehub-check swap\nfine\n")},
+        "down": {"login": refused, "probe": FakeResult()},
+        "lost": {"login": FakeResult(0, "0\n"), "probe": RuntimeError(FakeResult(255, "", "Broken pipe"))},
+        "nosudo": {"login": FakeResult(1, "", "sudo: a password is required"), "probe": FakeResult()},
+    }
+    t = Targets(Settings(), Inventory(dir=Path("."), hosts=[]), Path("/dev/null"))
+    t.hosts = {n: FakeHost(n, s) for n, s in scripts.items()}  # type: ignore[misc]
+    t0 = time.monotonic()
+    t.prefetch({n: {"swap": "cat /proc/swaps"} for n in scripts}, threads=4)
+    assert time.monotonic() - t0 < 0.18  # all at once, not one after the other
+    assert t.outputs == {"ok": {"swap": "fine\n"}}
+    assert t.logins == {
+        "ok": "", "down": "cannot log in: ssh: connect to host 10.0.0.3 port 22: Connection refused",
+        "lost": "lost while reading the host: Broken pipe",
+        "nosudo": "logged in, but cannot act as root: sudo: a password is required"}
+    assert [len(h.ran) for h in t.hosts.values()] == [2, 1, 2, 1]
+
+
 def test_exit_code_and_summary() -> None:
     assert check.exit_code(reports()) == 1
     assert check.exit_code(reports()[:1]) == 0
