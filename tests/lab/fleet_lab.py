@@ -148,11 +148,14 @@ def locked() -> Iterator[None]:
 
 @contextlib.contextmanager
 def running(n: int, *, volume_gb: int = 1, vars_overrides: dict[str, Any] | None = None,
-            lab_dir: Path | None = None) -> Iterator[FleetLab]:
-    """N hosts up, each with a data volume, an inventory and a vars file; all removed afterwards."""
+            lab_dir: Path | None = None, lock: bool = True) -> Iterator[FleetLab]:
+    """N hosts up, each with a data volume, an inventory and a vars file; all removed afterwards.
+
+    lock=False: the caller already holds `locked()` (a benchmark keeping the machine across sizes).
+    """
     from coursehub.lab.hosts import HostsBackend
 
-    with locked():
+    with locked() if lock else contextlib.nullcontext():
         lab_dir = lab_dir or Path(f"/var/tmp/coursehub-fleetlab-{os.getpid()}")
         backend = HostsBackend(lab_dir)
         try:
