@@ -42,7 +42,7 @@ FORMAT = "1"  # bump to force a rebuild when the build procedure itself changes
 PACKAGES: tuple[str, ...] = (
     "systemd", "systemd-sysv", "dbus", "systemd-timesyncd", "libpam-systemd",
     "openssh-server", "sudo", "python3", "python3-venv",
-    "iproute2", "iputils-ping", "procps", "less", "kmod",
+    "iproute2", "iputils-ping", "procps", "less", "kmod", "netbase",
     "e2fsprogs", "xfsprogs", "util-linux", "ca-certificates", "curl",
 )
 
@@ -57,6 +57,14 @@ MASKED_UNITS: tuple[str, ...] = (
     "e2scrub_all.timer", "e2scrub_reap.service", "console-getty.service", "modprobe@.service",
     "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "dev-hugepages.mount",
     "systemd-journal-flush.service",
+)
+
+# Generators for boot setups a lab host never has (encrypted/verity disks, hibernation,
+# kernel command-line switches); each costs an exec at every boot.
+MASKED_GENERATORS: tuple[str, ...] = (
+    "systemd-cryptsetup-generator", "systemd-integritysetup-generator", "systemd-veritysetup-generator",
+    "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-system-update-generator",
+    "systemd-run-generator", "systemd-debug-generator",
 )
 
 # The gateway address baked in for the default subnet; hosts.py rewrites the two
@@ -109,6 +117,8 @@ UseDNS no
 MaxStartups 100:30:200
 EOF
 for u in {masks}; do ln -sf /dev/null "$R/etc/systemd/system/$u"; done
+mkdir -p "$R/etc/systemd/system-generators"
+for g in {" ".join(MASKED_GENERATORS)}; do ln -sf /dev/null "$R/etc/systemd/system-generators/$g"; done
 mkdir -p "$R/etc/systemd/system/systemd-timesyncd.service.d" "$R/etc/systemd/timesyncd.conf.d"
 printf '[Unit]\\nConditionVirtualization=\\n' > "$R/etc/systemd/system/systemd-timesyncd.service.d/10-coursehub-lab.conf"
 cat > "$R/etc/systemd/timesyncd.conf.d/10-coursehub-lab.conf" <<'EOF'
