@@ -1,24 +1,43 @@
 """Prepare every host: packages, time, swap, disks, container runtime (and Kubernetes)."""
 
-from invoke import task
+from invoke import Exit, task
 
-from tasks._common import HOST_FLAGS, run_steps
+from tasks._common import HOST_FLAGS, inventory, run_steps, settings
 
 
-@task(default=True, help=HOST_FLAGS)
-def bootstrap(c, hosts="", role="", parallel=0, dry_run=False):
+@task(default=True, help={**HOST_FLAGS, "wait": "seconds to wait for a host to answer SSH (new servers are still "
+                                                "booting); default 300"})
+def bootstrap(c, hosts="", role="", parallel=0, dry_run=False, wait=300):
     """Bring every host in the inventory to the state vars.yml describes (idempotent).
 
-    Preflight, proxy, packages, time sync, swap off, kernel settings, data disks and
-    the container runtime, in that order. A second run changes nothing and restarts
-    nothing; a host that failed or was unreachable is finished by running it again.
+    First waits until every host answers SSH (a per-host report says which did not),
+    then: preflight, proxy, packages, time sync, swap off, kernel settings, data disks
+    and the container runtime, in that order. With topology `cluster` the Kubernetes
+    phases follow: packages, control plane, workers joining, storage and load balancer.
+    A second run changes nothing and restarts nothing; a host that failed or was
+    unreachable is finished by running it again.
     """
 
     def build(s, inv):
         from coursehub.bootstrap import host_steps
 
-        steps = host_steps(s, inv)
-        # TODO(kubernetes): for s.topology == "cluster", append the Kubernetes phases here (another engineer).
-        return steps
+        return host_steps(s, inv)
 
-    run_steps("bootstrap", build, hosts, role, parallel, dry_run)
+    run_steps("bootstrap", build, hosts, role, parallel, dry_run, connect_wait=float(wait))
+    s = settings()
+    if s.topology == "cluster":
+        _cluster(s, hosts, role, parallel, dry_run)
+
+
+def _cluster(s, hosts: str, role: str, parallel: int, dry_run: bool) -> None:
+    """The Kubernetes phases, on the selected hosts only, one phase after another."""
+    from coursehub.kube.phases import bootstrap_phases, finish_phases, run_phases
+
+    inv = inventory()
+    chosen = {h.name for h in inv.select(hosts, role)}
+    phases = [(name, [h for h in on if h.name in chosen], steps) for name, on, steps in bootstrap_phases(s, inv)]
+    phases = [p for p in phases if p[1]]
+    results = run_phases(phases, inv, task="bootstrap", dry_run=dry_run, parallel=parallel or s.parallel)
+    code = finish_phases(results, inv, phases)
+    if code:
+        raise Exit(code=code)
