@@ -8,7 +8,8 @@ For each size, on the same lab hosts (tests/lab/fleet_lab.py: real systemd hosts
 
 - floor:    one parallel round of `ssh -F inventory/ssh_config HOST true` (OpenSSH, a fresh
             connection each; what any tool pays at least once per host)
-- coursehub `inv ops.swapoff ops.resync-clocks` (one process, one connection per host for both)
+- coursehub `inv ops.swapoff ops.resync-clocks` (one process, one connection per host for both;
+            "in fleet" is the part spent in fleet.run: connecting, probing, changing)
 - ansible   `ansible-playbook` with the same work (active swap -> swapoff, fstab swap entries
             commented, swap.target masked, timesyncd running), forks = hosts, pipelining on,
             gathering off, and ansible's default ControlPersist connection reuse between runs
@@ -93,6 +94,15 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
     return dt
 
 
+def fleet_seconds(fl: fleet_lab.FleetLab) -> float:
+    """Seconds the last `inv ops.swapoff ops.resync-clocks` spent inside fleet.run (connect, probe, change)."""
+    total = 0.0
+    for task in ("ops.swapoff", "ops.resync-clocks"):
+        newest = max((fl.inventory.dir / "runs").glob(f"*-{task}*.json"), key=lambda p: p.stat().st_mtime)
+        total += json.loads(newest.read_text())["seconds"]
+    return total
+
+
 def floor(fl: fleet_lab.FleetLab) -> float:
     argv = ["ssh", "-F", str(fl.inventory.ssh_config), "-o", "BatchMode=yes", "-o", "ControlMaster=no"]
     t0 = time.perf_counter()
@@ -117,12 +127,13 @@ def measure(n: int, repeat: int) -> dict[str, dict[str, float]]:
         timed(ours, fl.env())  # converge once: both rounds then start from the same state
         timed(ansible, aenv)
         for mode in ("steady", "repair"):
-            samples: dict[str, list[float]] = {"floor": [], "coursehub": [], "ansible": []}
+            samples: dict[str, list[float]] = {"floor": [], "coursehub": [], "in fleet": [], "ansible": []}
             for _ in range(repeat):
                 samples["floor"].append(floor(fl))
                 if mode == "repair":
                     break_all(fl)
                 samples["coursehub"].append(timed(ours, fl.env()))
+                samples["in fleet"].append(fleet_seconds(fl))
                 if mode == "repair":
                     break_all(fl)
                 samples["ansible"].append(timed(ansible, aenv))
@@ -145,12 +156,14 @@ def main() -> int:
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     results: dict[int, dict[str, dict[str, float]]] = {}
     print(f"load average before: {os.getloadavg()[0]:.2f} (the machine's 2 cores are shared)")
-    print(f"{'hosts':>5} {'mode':<7} {'floor':>7} {'coursehub':>10} {'ansible':>8} {'ansible/ours':>13} {'ours/floor':>11}")
+    print(f"{'hosts':>5} {'mode':<7} {'floor':>7} {'coursehub':>10} {'(in fleet)':>10} {'ansible':>8} "
+          f"{'ansible/ours':>13} {'ours/floor':>11}")
     with fleet_lab.locked():  # one lab at a time on this machine, held across all sizes
         for n in sizes:
             results[n] = measure(n, args.repeat)
             for mode, r in results[n].items():
-                print(f"{n:>5} {mode:<7} {r['floor']:>6.2f}s {r['coursehub']:>9.2f}s {r['ansible']:>7.2f}s "
+                print(f"{n:>5} {mode:<7} {r['floor']:>6.2f}s {r['coursehub']:>9.2f}s {r['in fleet']:>9.2f}s "
+                      f"{r['ansible']:>7.2f}s "
                       f"{r['ansible'] / r['coursehub']:>12.1f}x {r['coursehub'] / r['floor']:>10.2f}x", flush=True)
     missed = []
     if 20 in results:

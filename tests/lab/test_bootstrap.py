@@ -31,6 +31,19 @@ def starts(fl: fleet_lab.FleetLab) -> dict[str, str]:
     return fl.on_all(cmd)
 
 
+def test_dry_run_on_fresh_hosts_plans_every_step_and_changes_nothing(fleet):
+    look = "ls /etc/apt/apt.conf.d /etc/systemd/timesyncd.conf.d; cat /etc/fstab; findmnt -n /mnt/data || true"
+    before = fleet.on_all(look)
+    r = fleet.inv("bootstrap", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name, h in fleet.report()["hosts"].items():
+        assert sorted(h["plan"]) == ["clock", "disks", "kernel", "proxy", "runtime", "swap"], (name, h["plan"])
+        assert h["plan"]["disks"][0].startswith("mkfs.xfs -q -L coursehub -m uuid=")
+        assert any("apt-get update && apt-get install containerd" in a for a in h["plan"]["runtime"])
+        assert h["changed"] == []
+    assert fleet.on_all(look) == before
+
+
 def test_a_host_lost_mid_run_is_unreachable_and_the_others_finish(fleet):
     node3 = fleet.spec("node3")
     proc = subprocess.Popen(fleet.inv_argv("bootstrap"), cwd=fleet_lab.REPO, env=fleet.env(), text=True,
