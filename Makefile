@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(INV) lab.up
 	COURSEHUB_VARS=vars.lab.yml $(INV) provision bootstrap hub check
+	@$(PY) -c "from coursehub import inventory, settings as s; h = inventory.load(s.inventory_dir()).head(); \
+	  print(f'\nJupyterHub: http://{h.address}/  (from this machine; log in as teacher or student1, '\
+	        'password: dummy_password in inventory/secrets.yml). Remove it all: make demo-down')"
 
 demo-down: venv
 	COURSEHUB_VARS=vars.lab.yml $(INV) provision.destroy --yes || true
@@ -40,7 +43,10 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/inv_list.py
+	$(PY) bench/provision.py
+	$(PY) bench/lab_boot.py
+	$(PY) bench/ops_vs_ansible.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
