@@ -47,6 +47,21 @@ def inventory() -> Inventory:
         raise Exit(str(e), code=2) from None
 
 
+def selected(hosts: str = "", role: str = "") -> tuple[Settings, Inventory, list]:
+    """Settings, inventory and the hosts chosen by --hosts/--role; exit 2 on any bad input."""
+    from coursehub.inventory import InventoryError
+
+    s = settings()
+    inv = inventory()
+    try:
+        chosen = inv.select(hosts, role)
+    except InventoryError as e:
+        raise Exit(str(e), code=2) from None
+    if not chosen:
+        raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
+    return s, inv, chosen
+
+
 def run_steps(
     task: str,
     build: Callable[[Settings, Inventory], Sequence[Step]],
@@ -58,16 +73,8 @@ def run_steps(
 ) -> None:
     """Validate everything, then run the steps on the selected hosts; exit 1 if any host failed."""
     from coursehub import fleet
-    from coursehub.inventory import InventoryError
 
-    s = settings()
-    inv = inventory()
-    try:
-        chosen = inv.select(hosts, role)
-    except InventoryError as e:
-        raise Exit(str(e), code=2) from None
-    if not chosen:
-        raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
+    s, inv, chosen = selected(hosts, role)
     steps = build(s, inv)
     result = fleet.run(steps, inv, task=task, hosts=chosen, dry_run=dry_run, parallel=parallel or s.parallel,
                        connect_wait=connect_wait)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from tasks._common import HOST_FLAGS, inventory, settings
+from tasks._common import HOST_FLAGS, selected
 
 
 @task(default=True, help={
@@ -22,18 +22,10 @@ def check(c, hosts="", role="", parallel=0):
     reason for every failure; exit 1 if any check failed, 2 on bad input.
     """
     from coursehub import check as chk
-    from coursehub.inventory import InventoryError
     from coursehub.secrets import SecretsError, load, redactor
     from coursehub.settings import vars_path
 
-    s = settings()
-    inv = inventory()
-    try:
-        chosen = inv.select(hosts, role)
-    except InventoryError as e:
-        raise Exit(str(e), code=2) from None
-    if not chosen:
-        raise Exit(f"no hosts match --hosts={hosts!r} --role={role!r}", code=2)
+    s, inv, chosen = selected(hosts, role)
     if parallel < 0:
         raise Exit(f"--parallel: expected a positive number, got {parallel}", code=2)
     try:
