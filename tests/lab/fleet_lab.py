@@ -153,11 +153,9 @@ def running(n: int, *, volume_gb: int = 1, vars_overrides: dict[str, Any] | None
 
     lock=False: the caller already holds `locked()` (a benchmark keeping the machine across sizes).
     """
-    from coursehub.lab.hosts import HostsBackend
-
     with locked() if lock else contextlib.nullcontext():
         lab_dir = lab_dir or Path(f"/var/tmp/coursehub-fleetlab-{os.getpid()}")
-        backend = HostsBackend(lab_dir)
+        backend = _backend(lab_dir)
         try:
             yield _start(backend, lab_dir, n, volume_gb, vars_overrides)
         finally:
@@ -166,6 +164,20 @@ def running(n: int, *, volume_gb: int = 1, vars_overrides: dict[str, Any] | None
             fleet.close_all()
             backend.close()
             subprocess.run(["rm", "-rf", "--one-file-system", str(lab_dir)], check=False)
+
+
+def _backend(lab_dir: Path, wait: float = 900) -> Any:
+    """A HostsBackend, waiting while a lab that does not take the flock still holds the bridge."""
+    from coursehub.lab.hosts import HostsBackend, LabBusy
+
+    end = time.monotonic() + wait
+    while True:
+        try:
+            return HostsBackend(lab_dir)
+        except LabBusy:
+            if time.monotonic() > end:
+                raise
+            time.sleep(2)
 
 
 def _start(backend: Any, lab_dir: Path, n: int, volume_gb: int, vars_overrides: dict[str, Any] | None) -> FleetLab:
