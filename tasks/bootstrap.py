@@ -6,8 +6,9 @@ from tasks._common import HOST_FLAGS, inventory, run_steps, settings
 
 
 @task(default=True, help={**HOST_FLAGS, "wait": "seconds to wait for a host to answer SSH (new servers are still "
-                                                "booting); default 300"})
-def bootstrap(c, hosts="", role="", parallel=0, dry_run=False, wait=300):
+                                                "booting); default 300",
+                          "only_hosts": "topology cluster: do the host steps only, not the Kubernetes phases"})
+def bootstrap(c, hosts="", role="", parallel=0, dry_run=False, wait=300, only_hosts=False):
     """Bring every host in the inventory to the state vars.yml describes (idempotent).
 
     First waits until every host answers SSH (a per-host report says which did not),
@@ -23,20 +24,35 @@ def bootstrap(c, hosts="", role="", parallel=0, dry_run=False, wait=300):
 
         return host_steps(s, inv)
 
-    run_steps("bootstrap", build, hosts, role, parallel, dry_run, connect_wait=float(wait))
     s = settings()
-    if s.topology == "cluster":
-        _cluster(s, hosts, role, parallel, dry_run)
+    phases = _cluster_phases(s, hosts, role) if s.topology == "cluster" and not only_hosts else []
+    run_steps("bootstrap", build, hosts, role, parallel, dry_run, connect_wait=float(wait))
+    if phases:
+        _run_cluster(s, phases, parallel, dry_run)
 
 
-def _cluster(s, hosts: str, role: str, parallel: int, dry_run: bool) -> None:
-    """The Kubernetes phases, on the selected hosts only, one phase after another."""
-    from coursehub.kube.phases import bootstrap_phases, finish_phases, run_phases
+def _cluster_phases(s, hosts: str, role: str) -> list:
+    """The Kubernetes phases for the selected hosts, built (and their configs rendered and
+    validated) before any host is touched: a bad setting stops here with exit code 2."""
+    from coursehub.kube.phases import bootstrap_phases
+    from coursehub.kube.render import RenderError
+    from coursehub.pins import PinError
 
     inv = inventory()
     chosen = {h.name for h in inv.select(hosts, role)}
-    phases = [(name, [h for h in on if h.name in chosen], steps) for name, on, steps in bootstrap_phases(s, inv)]
-    phases = [p for p in phases if p[1]]
+    try:
+        phases = bootstrap_phases(s, inv)
+    except (RenderError, PinError) as e:
+        raise Exit(f"bootstrap: {e}", code=2) from None
+    phases = [(name, [h for h in on if h.name in chosen], steps) for name, on, steps in phases]
+    return [p for p in phases if p[1]]
+
+
+def _run_cluster(s, phases: list, parallel: int, dry_run: bool) -> None:
+    """The Kubernetes phases, one after another; exit 1 if a host failed."""
+    from coursehub.kube.phases import finish_phases, run_phases
+
+    inv = inventory()
     results = run_phases(phases, inv, task="bootstrap", dry_run=dry_run, parallel=parallel or s.parallel)
     code = finish_phases(results, inv, phases)
     if code:

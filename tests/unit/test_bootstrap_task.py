@@ -44,9 +44,10 @@ def by_phase(seen):
 
 def test_all_hosts_get_every_phase_in_order(cluster):
     from tasks._common import settings
-    from tasks.bootstrap import _cluster
+    from tasks.bootstrap import _cluster_phases, _run_cluster
 
-    _cluster(settings(), "", "", 0, False)
+    s = settings()
+    _run_cluster(s, _cluster_phases(s, "", ""), 0, False)
     got = by_phase(cluster)
     assert list(got)[0] == "kube-packages" and got["kube-packages"] == ["c-1", "c-2", "c-3"]
     assert got["control-plane"] == ["c-1"]
@@ -55,9 +56,30 @@ def test_all_hosts_get_every_phase_in_order(cluster):
 
 def test_a_new_worker_alone_gets_packages_and_joins(cluster):
     from tasks._common import settings
-    from tasks.bootstrap import _cluster
+    from tasks.bootstrap import _cluster_phases, _run_cluster
 
-    _cluster(settings(), "c-3", "", 0, False)
+    s = settings()
+    _run_cluster(s, _cluster_phases(s, "c-3", ""), 0, False)
     got = by_phase(cluster)
     assert got["kube-packages"] == ["c-3"] and got["join"] == ["c-3"]
     assert "control-plane" not in got
+
+
+def test_a_bad_cluster_setting_stops_before_any_host_is_touched(cluster, tmp_path, vars_dict):
+    """MetalLB without addresses: one line, exit code 2, no host contacted (the hosts here do not exist)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    vars_dict.update(topology="cluster")
+    vars_dict["kubernetes"]["load_balancer"] = "metallb"
+    vars_dict["kubernetes"]["lb_addresses"] = []
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump(vars_dict))
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "invoke", "bootstrap"], cwd=root, env=dict(os.environ),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.splitlines() == ["bootstrap: kubernetes.lb_addresses is empty: MetalLB needs addresses to hand "
+                                     "out (CIDRs or a.b.c.d-a.b.c.e ranges the cloud lets the nodes use)"]
+    assert "Traceback" not in r.stderr and not (tmp_path / "inv" / "runs").exists()
