@@ -16,16 +16,15 @@ already on every node). Archives live on the head host (default ARCHIVE_DIR, 070
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
-import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coursehub.hub.single import HOME_ROOT, unix_name
+from coursehub.kube.parse import escape_slug, safe_slug  # KubeSpawner's two PVC name schemes
 
 if TYPE_CHECKING:
     from coursehub.fleet import Remote
@@ -41,37 +40,6 @@ class ArchiveError(Exception):
 
 
 # ----------------------------------------------------------------------------- PVC names
-_SAFE = set(string.ascii_lowercase + string.digits)
-
-
-def escape_slug(name: str) -> str:
-    """KubeSpawner's legacy scheme: every byte outside [a-z0-9] as '-' + two hex digits, lower-cased."""
-    out = []
-    for ch in name:
-        if ch in _SAFE:
-            out.append(ch)
-        else:
-            out.extend(f"-{b:02x}" for b in ch.encode("utf-8"))
-    return "".join(out).lower()
-
-
-def _safe_part(name: str, length: int) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).lstrip("-")[:length].rstrip("-")
-    if s and not s[0].isalpha():
-        s = "x-" + s[: length - 2]
-    return s or "x"
-
-
-def safe_slug(name: str) -> str:
-    """KubeSpawner 7's "safe" scheme: a valid DNS label is kept, anything else becomes <stripped>---<sha256[:8]>."""
-    valid = (re.fullmatch(r"[a-z0-9-]+", name) is not None and len(name) <= 63 and name[:1].isalpha()
-             and name[-1:].isalnum())
-    if valid and "--" not in name:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    return f"{_safe_part(name, 32 - 11)}---{digest}"
-
-
 def pvc_candidates(user: str) -> list[str]:
     """The names a user's home PVC may have: legacy (escape) and KubeSpawner 7 (safe) schemes."""
     return list(dict.fromkeys([f"claim-{escape_slug(user)}", f"claim-{safe_slug(user)}"]))
