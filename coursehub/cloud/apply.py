@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,119 +115,120 @@ def ensure_security_group(conn: Connection, s: Settings, p: Plan, state_sg: str 
     return sg_id
 
 
-def converge_volumes(conn: Connection, s: Settings, wanted: list[tuple[str, str, int, int]], call: Retrier,
-                     log: Log) -> dict[str, VolumeInfo]:
-    """Make each wanted volume exist and be available (or in-use); recreate ones in error."""
+@dataclass
+class _Kind:
+    """What converging one kind of resource (volumes, servers) needs to know."""
+
+    noun: str                               # "volume"
+    made: str                               # "created": could not be <made>
+    making: str                             # "creating": the progress line
+    ready_word: str                         # "ready": not <ready_word> after ...
+    listing: Callable[[], list[Any]]        # this deployment's resources (.id, .name, .status)
+    is_ready: Callable[[Any], bool]
+    is_failed: Callable[[Any], bool]
+    failed_why: Callable[[Any], str]        # the log line for a failed one
+    delete: Callable[[str], Any]            # by id
+    create: Callable[[str], None]           # by name; may raise
+
+
+def _converge(s: Settings, kind: _Kind, wanted: Iterable[str], log: Log) -> dict[str, Any]:
+    """Make each wanted resource exist and be ready: one listing per poll for all of them;
+    a failed one is deleted and made again (bounded); a twin left by a retried request is deleted;
+    a create that failed transiently is simply made again at the next poll."""
     deadline = time.monotonic() + s.cloud.build_timeout
     attempts: dict[str, int] = {}
     ignore: set[str] = set()
-    todo = {name: (role, size, idx) for name, role, size, idx in wanted}
-    done: dict[str, VolumeInfo] = {}
+    todo = list(dict.fromkeys(wanted))
+    done: dict[str, Any] = {}
     poll = Poller()
     while todo:
-        have: dict[str, list[VolumeInfo]] = {}
-        for v in discover.volumes(conn, s, call):
-            if v.id not in ignore:
-                have.setdefault(v.name, []).append(v)
+        have: dict[str, list[Any]] = {}
+        for x in kind.listing():
+            if x.id not in ignore:
+                have.setdefault(x.name, []).append(x)
         to_create = []
         for name in list(todo):
-            found = have.get(name, [])
+            found = sorted(have.get(name, []), key=lambda x: not kind.is_ready(x))
             for twin in found[1:]:
-                call("delete twin volume", conn.block_storage.delete_volume, twin.id, ignore_missing=True)
+                log(f"{kind.noun} {name}: deleting a twin ({twin.id}) left by a retried request")
+                kind.delete(twin.id)
                 ignore.add(twin.id)
             if not found:
                 to_create.append(name)
-            elif found[0].status in ("available", "in-use"):
+            elif kind.is_ready(found[0]):
                 done[name] = found[0]
-                del todo[name]
-            elif found[0].status in ("error", "error_extending"):
-                log(f"volume {name} is in error; deleting it to make it again")
-                call("delete volume", conn.block_storage.delete_volume, found[0].id, ignore_missing=True)
+                todo.remove(name)
+            elif kind.is_failed(found[0]):
+                log(kind.failed_why(found[0]))
+                kind.delete(found[0].id)
                 ignore.add(found[0].id)
                 to_create.append(name)
         for name in to_create:
             attempts[name] = attempts.get(name, 0) + 1
             if attempts[name] > s.cloud.retries + 1:
-                raise CloudError(f"volume {name}: could not be created after {attempts[name] - 1} attempts")
+                raise CloudError(f"{kind.noun} {name}: could not be {kind.made} after {attempts[name] - 1} attempts")
 
         def create(name: str) -> None:
-            role, size, idx = todo[name]
-            meta = {names.DEPLOYMENT: s.deployment, names.VOLUME_ROLE: role, names.INDEX: str(idx)}
             try:
-                conn.block_storage.create_volume(name=name, size=size, metadata=meta,
-                                                 availability_zone=s.volumes.availability_zone or None)
+                kind.create(name)
             except Exception as e:
                 if not transient(e):
                     raise
-                log(f"volume {name}: {type(e).__name__} on create; will look again")
+                log(f"{kind.noun} {name}: {type(e).__name__} on create; will look again")
 
         _parallel(s.cloud.parallel, create, to_create)
+        if to_create:
+            log(f"{kind.making} {len(to_create)} {kind.noun}(s): {', '.join(to_create)}")
         if not todo:
             break
         if time.monotonic() > deadline:
-            raise CloudError(f"volumes not ready after {s.cloud.build_timeout} s: {', '.join(sorted(todo))}")
+            raise CloudError(f"{kind.noun}s not {kind.ready_word} after {s.cloud.build_timeout} s: "
+                             f"{', '.join(sorted(todo))}")
         poll.sleep()
     return done
+
+
+def converge_volumes(conn: Connection, s: Settings, wanted: list[tuple[str, str, int, int]], call: Retrier,
+                     log: Log) -> dict[str, VolumeInfo]:
+    """Make each wanted volume exist and be available (or in-use); recreate ones in error."""
+    spec = {name: (role, size, idx) for name, role, size, idx in wanted}
+
+    def create(name: str) -> None:
+        role, size, idx = spec[name]
+        meta = {names.DEPLOYMENT: s.deployment, names.VOLUME_ROLE: role, names.INDEX: str(idx)}
+        conn.block_storage.create_volume(name=name, size=size, metadata=meta,
+                                         availability_zone=s.volumes.availability_zone or None)
+
+    return _converge(s, _Kind(
+        noun="volume", made="created", making="creating", ready_word="ready",
+        listing=lambda: discover.volumes(conn, s, call),
+        is_ready=lambda v: v.status in ("available", "in-use"),
+        is_failed=lambda v: v.status in ("error", "error_extending"),
+        failed_why=lambda v: f"volume {v.name} is in error; deleting it to make it again",
+        delete=lambda vid: call("delete volume", conn.block_storage.delete_volume, vid, ignore_missing=True),
+        create=create), spec, log)
 
 
 def converge_servers(conn: Connection, s: Settings, wanted: list[names.WantedServer], res: dict[str, Any],
                      sg_name: str, call: Retrier, log: Log) -> dict[str, ServerInfo]:
     """Make each wanted server exist and be ACTIVE; an ERROR build is deleted and made again."""
-    deadline = time.monotonic() + s.cloud.build_timeout
-    attempts: dict[str, int] = {}
-    ignore: set[str] = set()
-    todo = {w.name: w for w in wanted}
-    done: dict[str, ServerInfo] = {}
+    by_name = {w.name: w for w in wanted}
     groups = [{"name": sg_name}] + [{"name": g} for g in s.instances.extra_security_groups]
-    poll = Poller()
-    while todo:
-        have: dict[str, list[ServerInfo]] = {}
-        for x in discover.servers(conn, s, call):
-            if x.id not in ignore:
-                have.setdefault(x.name, []).append(x)
-        to_create = []
-        for name in list(todo):
-            found = sorted(have.get(name, []), key=lambda x: x.status != "ACTIVE")
-            for twin in found[1:]:
-                log(f"server {name}: deleting a twin ({twin.id}) left by a retried request")
-                call("delete twin server", conn.compute.delete_server, twin.id, ignore_missing=True)
-                ignore.add(twin.id)
-            if not found:
-                to_create.append(name)
-            elif found[0].status == "ACTIVE":
-                done[name] = found[0]
-                del todo[name]
-            elif found[0].status == "ERROR":
-                log(f"server {name} ended in ERROR ({found[0].fault or 'no fault given'}); deleting it to build it again")
-                call("delete server", conn.compute.delete_server, found[0].id, ignore_missing=True)
-                ignore.add(found[0].id)
-                to_create.append(name)
-        for name in to_create:
-            attempts[name] = attempts.get(name, 0) + 1
-            if attempts[name] > s.cloud.retries + 1:
-                raise CloudError(f"server {name}: could not be built after {attempts[name] - 1} attempts")
 
-        def create(name: str) -> None:
-            w = todo[name]
-            try:
-                conn.compute.create_server(
-                    name=name, image_id=res["image"].id, flavor_id=res["flavor"].id,
-                    networks=[{"uuid": res["network"].id}], key_name=s.instances.keypair, security_groups=groups,
-                    availability_zone=s.instances.availability_zone or None, metadata=w.metadata(s.deployment))
-            except Exception as e:
-                if not transient(e):
-                    raise
-                log(f"server {name}: {type(e).__name__} on create; will look again")
+    def create(name: str) -> None:
+        conn.compute.create_server(
+            name=name, image_id=res["image"].id, flavor_id=res["flavor"].id,
+            networks=[{"uuid": res["network"].id}], key_name=s.instances.keypair, security_groups=groups,
+            availability_zone=s.instances.availability_zone or None, metadata=by_name[name].metadata(s.deployment))
 
-        _parallel(s.cloud.parallel, create, to_create)
-        if to_create:
-            log(f"building {len(to_create)} server(s): {', '.join(to_create)}")
-        if not todo:
-            break
-        if time.monotonic() > deadline:
-            raise CloudError(f"servers not ACTIVE after {s.cloud.build_timeout} s: {', '.join(sorted(todo))}")
-        poll.sleep()
-    return done
+    return _converge(s, _Kind(
+        noun="server", made="built", making="building", ready_word="ACTIVE",
+        listing=lambda: discover.servers(conn, s, call),
+        is_ready=lambda x: x.status == "ACTIVE",
+        is_failed=lambda x: x.status == "ERROR",
+        failed_why=lambda x: f"server {x.name} ended in ERROR ({x.fault or 'no fault given'}); deleting it to build it again",
+        delete=lambda sid: call("delete server", conn.compute.delete_server, sid, ignore_missing=True),
+        create=create), by_name, log)
 
 
 def attach(conn: Connection, s: Settings, pairs: list[tuple[str, str]], call: Retrier, log: Log) -> None:
